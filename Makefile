@@ -1,0 +1,57 @@
+# x25519chat: make, make check, make install.
+PROG = x25519chat
+VERSION = 0.1.0
+
+PKG_CONFIG ?= pkg-config
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DESTDIR ?=
+INSTALL ?= install
+
+CFLAGS ?= -O2 -g
+override CFLAGS += -std=c11 -Wall -Wextra -pthread -MMD -MP
+override CPPFLAGS += -D_GNU_SOURCE \
+	-DX25519CHAT_VERSION='"$(VERSION)"' \
+	$(shell $(PKG_CONFIG) --cflags libsodium 2>/dev/null)
+override LDFLAGS += -pthread
+override LDLIBS += $(shell $(PKG_CONFIG) --libs libsodium 2>/dev/null || echo -lsodium)
+
+OBJS = chat.o proto.o sodium_shim.o
+LIBOBJS = proto.o sodium_shim.o
+TESTS = test/unit
+
+# Debian/Ubuntu packages: what the build needs, and what the tests need.
+BUILD_PKGS = libsodium-dev pkg-config
+CHECK_PKGS = expect python3-cryptography python3-dissononce
+
+all: build-deps
+	@$(MAKE) --no-print-directory $(PROG)
+
+$(PROG): $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+test/unit: test/unit.o $(LIBOBJS)
+	$(CC) $(LDFLAGS) -o $@ test/unit.o $(LIBOBJS) $(LDLIBS)
+
+check: build-deps check-deps
+	@$(MAKE) --no-print-directory $(PROG) $(TESTS)
+	@sh test/run.sh
+
+build-deps:
+	@sh test/deps.sh $(BUILD_PKGS)
+
+check-deps:
+	@sh test/deps.sh $(CHECK_PKGS)
+
+install: all
+	$(INSTALL) -d -m 755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	$(INSTALL) -m 755 $(PROG) $(DESTDIR)$(BINDIR)/$(PROG)
+	$(INSTALL) -m 644 man/$(PROG).1 $(DESTDIR)$(MANDIR)/man1/$(PROG).1
+
+clean:
+	rm -f $(PROG) $(TESTS) *.o *.d test/*.o test/*.d
+
+.PHONY: all check build-deps check-deps install clean
+
+-include $(OBJS:.o=.d) test/unit.d
