@@ -1,0 +1,2240 @@
+/*
+ * x25519chat: a private chat, or a secure pipe, between two machines.
+ *
+ * This file owns the options, the sockets, the terminal and the two I/O
+ * threads; proto.c owns every byte of cryptography.  The story: parse the
+ * options, connect or accept, run the handshake, check the peer's key, run
+ * one sender and one receiver thread until both directions have ended, and
+ * report how it went in the exit status.
+ */
+
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <locale.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+#include <wchar.h>
+
+#include <sodium.h>
+
+#include "proto.h"
+
+/* Exit statuses (x25519chat(1), EXIT STATUS). */
+#define EXIT_OK		0
+#define EXIT_RUNTIME	1
+#define EXIT_USAGE	2
+#define EXIT_SECURITY	3
+#define EXIT_CUT	4
+
+#define PROG		"x25519chat"
+#define DEFAULT_WAIT	10
+#define LINEMAX		(PROTO_MAXPLAIN - 1)	/* a typed line, '\n' fits */
+#define SHOWMAX		4096		/* a received chat line shown at once */
+
+static const char usage_text[] =
+"usage: x25519chat -l [HOST:]PORT [-k] [options]\n"
+"       x25519chat -c HOST:PORT [options]\n"
+"       x25519chat --keygen [FILE]\n"
+"       x25519chat --pubkey [FILE|-]\n"
+"options:\n"
+"  --classic          speak the original X25519-TCP-Chat protocol\n"
+"                     (no authentication)\n"
+"  -k                 after a peer leaves, listen for the next one\n"
+"  -w SECS            connect and handshake timeout (default 10)\n"
+"  -4 / -6            address family\n"
+"  -v                 more status (repeatable; -vv traces the cryptography)\n"
+"  -q                 no status\n"
+"  -i FILE            identity key (default ~/.config/x25519chat/identity)\n"
+"  -n NAME            display name sent to the peer\n"
+"  --peer KEY         accept only the peer with this public key\n"
+"  --known-peers FILE keys of listeners seen before (connector)\n"
+"  --allow FILE       accept only the keys listed in FILE (listener)\n"
+"  --psk FILE         require this pre-shared key too\n"
+"  -h, --help         show this help;  -V, --version  show the version\n";
+
+struct opts {
+	const char *listen;	/* -l [HOST:]PORT */
+	const char *connect;	/* -c HOST:PORT */
+	int classic;
+	int keep;		/* -k */
+	int wait;		/* -w SECS */
+	int family;		/* AF_UNSPEC, AF_INET or AF_INET6 */
+	int verbose;		/* -1 with -q */
+	const char *identity;	/* -i */
+	const char *name;	/* -n */
+	const char *peer;	/* --peer KEY */
+	const char *known;	/* --known-peers */
+	const char *allow;	/* --allow */
+	const char *psk;	/* --psk */
+	int keygen, pubkey;	/* --keygen, --pubkey */
+	const char *keyfile;	/* operand of --keygen / --pubkey */
+};
+
+/* What a session needs to know beyond the socket. */
+struct keys {
+	uint8_t *s;			/* our static private key (guarded) */
+	uint8_t spub[PROTO_KEYBYTES];
+	uint8_t *psk;			/* NULL, or the PSK (guarded) */
+	uint8_t peer[PROTO_KEYBYTES];	/* --peer */
+	int has_peer;
+	uint8_t *allow;			/* --allow keys, 32 bytes each */
+	size_t nallow;
+	char known[PATH_MAX];		/* known_peers file (connector) */
+	char hostport[300];		/* known_peers name of the listener */
+};
+
+/* One connection, from handshake to the end of both directions. */
+struct session {
+	int sock;
+	int classic;
+	int chat;		/* stdin is a terminal */
+	int initiator;
+	int verbose;
+	struct proto_cipher *tx;	/* owned by the sender thread */
+	struct proto_cipher *rx;	/* owned by the receiver thread */
+	char label[4 * PROTO_NAMEMAX + 3];	/* "[name]", shown safely */
+
+	pthread_mutex_t mu;	/* guards everything below */
+	pthread_cond_t cv;
+	int tx_done, rx_done;
+	int stop;		/* main asks the sender to finish */
+	int code;		/* first failure's exit status, or 0 */
+	char msg[512];		/* first failure's message */
+};
+
+/* The terminal in chat mode: the line being typed and the screen. */
+static struct {
+	pthread_mutex_t mu;
+	int raw;		/* raw mode is on */
+	struct termios saved;
+	char line[LINEMAX + 1];
+	size_t len;
+	int utf8;		/* the locale encodes UTF-8 */
+} term = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* Written by signal handlers, read by the sender through wakefd. */
+static volatile sig_atomic_t got_signal;
+static int wakefd[2] = { -1, -1 };
+
+static int verbosity;
+
+static void term_redraw(void);
+
+static void
+vsay(int fd, const char *prefix, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	int n = 0;
+
+	if (prefix != NULL)
+		n = snprintf(buf, sizeof(buf), "%s", prefix);
+	vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	n = (int)strlen(buf);
+	buf[n++] = '\n';
+	/* In chat mode the prompt line is cleared first and redrawn after. */
+	pthread_mutex_lock(&term.mu);
+	if (term.raw)
+		(void)proto_write_full(STDOUT_FILENO, "\r\033[K", 4);
+	(void)proto_write_full(fd, buf, (size_t)n);
+	if (term.raw)
+		term_redraw();
+	pthread_mutex_unlock(&term.mu);
+}
+
+/* A status line on stderr, shown if -v was given at least level times. */
+static void
+status(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (verbosity < level)
+		return;
+	va_start(ap, fmt);
+	vsay(STDERR_FILENO, NULL, fmt, ap);
+	va_end(ap);
+}
+
+/* An error: one line on stderr, whatever the verbosity. */
+static void
+warnx0(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsay(STDERR_FILENO, PROG ": ", fmt, ap);
+	va_end(ap);
+}
+
+static int
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsay(STDERR_FILENO, PROG ": ", fmt, ap);
+	va_end(ap);
+	return (EXIT_USAGE);
+}
+
+/* Exit status for a PROTO_E* code. */
+static int
+exit_for(int err, int classic)
+{
+
+	switch (err) {
+	case PROTO_EERRNO:
+	case PROTO_ETIMEOUT:
+		return (EXIT_RUNTIME);
+	case PROTO_EEOF:
+	case PROTO_ETRUNC:
+		/* Classic has no authenticated end: a cut is a short packet. */
+		return (classic ? EXIT_SECURITY : EXIT_CUT);
+	default:
+		return (EXIT_SECURITY);
+	}
+}
+
+/* Hex text of buf, for traces; out must hold 2 * len + 1. */
+static void
+hex(char *out, const uint8_t *buf, size_t len)
+{
+
+	sodium_bin2hex(out, 2 * len + 1, buf, len);
+}
+
+/*
+ * Safe display.
+ */
+
+/* Length of the valid UTF-8 sequence at p (n bytes left), or 0. */
+static size_t
+utf8_len(const uint8_t *p, size_t n, uint32_t *cp)
+{
+	size_t len, i;
+	uint32_t c;
+
+	if (p[0] < 0x80) {
+		*cp = p[0];
+		return (1);
+	} else if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2;
+		c = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		c = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		c = p[0] & 0x07;
+	} else
+		return (0);
+	if (n < len)
+		return (0);
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return (0);
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	/* Overlong forms, surrogates and values past U+10FFFF. */
+	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) ||
+	    (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+		return (0);
+	*cp = c;
+	return (len);
+}
+
+/* Code points a terminal may act on rather than show. */
+static int
+unsafe_cp(uint32_t c)
+{
+
+	return (c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f) ||
+	    (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069));
+}
+
+/*
+ * Append a printable form of the peer's bytes to out, which has room for
+ * 4 * len bytes: printable UTF-8 as it is, control characters and invalid
+ * bytes as \xNN, control code points above ASCII as \uNNNN.  Return the
+ * length written.
+ */
+static size_t
+sanitize(char *out, const uint8_t *in, size_t len)
+{
+	size_t i = 0, o = 0, n;
+	uint32_t c;
+
+	while (i < len) {
+		n = utf8_len(in + i, len - i, &c);
+		if (n == 0 || (n == 1 && unsafe_cp(c))) {
+			o += (size_t)sprintf(out + o, "\\x%02x", in[i]);
+			i++;
+		} else if (unsafe_cp(c)) {
+			o += (size_t)sprintf(out + o, "\\u%04x", (unsigned)c);
+			i += n;
+		} else {
+			memcpy(out + o, in + i, n);
+			o += n;
+			i += n;
+		}
+	}
+	return (o);
+}
+
+/*
+ * The terminal: raw mode and a small line editor, so that a line from the
+ * peer can be printed above the one being typed, which is then redrawn.
+ */
+
+static void
+term_restore(void)
+{
+
+	if (term.raw) {
+		(void)tcsetattr(STDIN_FILENO, TCSANOW, &term.saved);
+		term.raw = 0;
+	}
+}
+
+static int
+term_start(void)
+{
+	struct termios t;
+	const char *cs;
+
+	if (tcgetattr(STDIN_FILENO, &term.saved) != 0)
+		return (-1);
+	t = term.saved;
+	/* Keep ISIG (Ctrl-C ends the session cleanly), ICRNL and OPOST. */
+	t.c_lflag &= ~(tcflag_t)(ICANON | ECHO | IEXTEN);
+	t.c_cc[VMIN] = 1;
+	t.c_cc[VTIME] = 0;
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) != 0)
+		return (-1);
+	cs = setlocale(LC_CTYPE, "");
+	term.utf8 = cs != NULL && (strstr(cs, "UTF-8") != NULL ||
+	    strstr(cs, "utf8") != NULL);
+	pthread_mutex_lock(&term.mu);
+	term.raw = 1;
+	term.len = 0;
+	(void)proto_write_full(STDOUT_FILENO, "> ", 2);
+	pthread_mutex_unlock(&term.mu);
+	return (0);
+}
+
+static void
+term_stop(void)
+{
+
+	pthread_mutex_lock(&term.mu);
+	if (term.raw)
+		(void)proto_write_full(STDOUT_FILENO, "\r\033[K", 4);
+	term_restore();
+	pthread_mutex_unlock(&term.mu);
+}
+
+/* Columns the code point c takes on the screen. */
+static int
+cp_width(uint32_t c)
+{
+	int w;
+
+	if (!term.utf8)
+		return (1);
+	w = wcwidth((wchar_t)c);
+	return (w < 0 ? 1 : w);
+}
+
+/* Redraw the prompt line, showing the tail of long lines.  Locked. */
+static void
+term_redraw(void)
+{
+	struct winsize ws;
+	int cols = 80, used = 0, w;
+	size_t start = term.len, n;
+	uint32_t c;
+
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 8)
+		cols = ws.ws_col;
+	/* Walk back over whole characters while they fit. */
+	while (start > 0) {
+		n = start - 1;
+		while (n > 0 && ((uint8_t)term.line[n] & 0xc0) == 0x80)
+			n--;
+		if (utf8_len((const uint8_t *)term.line + n, start - n, &c) ==
+		    0)
+			c = '?';
+		w = cp_width(c);
+		if (used + w > cols - 3)
+			break;
+		used += w;
+		start = n;
+	}
+	(void)proto_write_full(STDOUT_FILENO, "\r\033[K> ", 6);
+	(void)proto_write_full(STDOUT_FILENO, term.line + start,
+	    term.len - start);
+}
+
+/* Show one line from the peer above the prompt line. */
+static void
+term_show(const char *label, const uint8_t *text, size_t len)
+{
+	char *out;
+	size_t n;
+
+	if ((out = malloc(4 * len + strlen(label) + 2)) == NULL)
+		return;
+	n = (size_t)sprintf(out, "%s ", label);
+	n += sanitize(out + n, text, len);
+	out[n++] = '\n';
+	pthread_mutex_lock(&term.mu);
+	(void)proto_write_full(STDOUT_FILENO, "\r\033[K", 4);
+	(void)proto_write_full(STDOUT_FILENO, out, n);
+	term_redraw();
+	pthread_mutex_unlock(&term.mu);
+	free(out);
+}
+
+/*
+ * Feed typed bytes to the line editor.  Each finished line is passed to
+ * send_line(); Ctrl-D on an empty line reports the end of input.
+ * Return 0 to go on, 1 at the end of input, or send_line()'s failure.
+ */
+static int
+term_input(const uint8_t *in, size_t n, int *esc,
+    int (*send_line)(void *, const char *, size_t), void *arg)
+{
+	size_t i, len;
+	int rc;
+
+	pthread_mutex_lock(&term.mu);
+	for (i = 0; i < n; i++) {
+		uint8_t b = in[i];
+
+		/* Skip escape sequences (arrow keys and the like). */
+		if (*esc == 1) {
+			*esc = (b == '[' || b == 'O') ? 2 : 0;
+			continue;
+		} else if (*esc == 2) {
+			if (b >= 0x40 && b <= 0x7e)
+				*esc = 0;
+			continue;
+		}
+		switch (b) {
+		case '\r':
+		case '\n':
+			/* The typed line stays on screen, as in a shell; the
+			 * text stays in term.line, which only we write. */
+			len = term.len;
+			term.len = 0;
+			(void)proto_write_full(STDOUT_FILENO, "\n> ", 3);
+			pthread_mutex_unlock(&term.mu);
+			rc = send_line(arg, term.line, len);
+			pthread_mutex_lock(&term.mu);
+			if (rc != 0) {
+				pthread_mutex_unlock(&term.mu);
+				return (rc);
+			}
+			break;
+		case 0x04:	/* Ctrl-D */
+			if (term.len == 0) {
+				pthread_mutex_unlock(&term.mu);
+				return (1);
+			}
+			break;
+		case 0x7f:	/* Backspace: one whole character */
+		case 0x08:
+			while (term.len > 0 &&
+			    ((uint8_t)term.line[--term.len] & 0xc0) == 0x80)
+				;
+			break;
+		case 0x15:	/* Ctrl-U */
+			term.len = 0;
+			break;
+		case 0x17:	/* Ctrl-W */
+			while (term.len > 0 && term.line[term.len - 1] == ' ')
+				term.len--;
+			while (term.len > 0 && term.line[term.len - 1] != ' ')
+				term.len--;
+			break;
+		case 0x0c:	/* Ctrl-L */
+			(void)proto_write_full(STDOUT_FILENO, "\033[H\033[2J",
+			    7);
+			break;
+		case 0x1b:
+			*esc = 1;
+			break;
+		case '\t':
+			b = ' ';
+			/* FALLTHROUGH */
+		default:
+			if (b < 0x20)
+				break;
+			if (term.len < LINEMAX)
+				term.line[term.len++] = (char)b;
+			else
+				(void)proto_write_full(STDOUT_FILENO, "\a", 1);
+		}
+	}
+	term_redraw();
+	pthread_mutex_unlock(&term.mu);
+	return (0);
+}
+
+/*
+ * Signals: SIGINT, SIGTERM and SIGHUP during a session wake the sender,
+ * which sends CLOSE; the main thread then ends the session.
+ */
+
+static void
+on_signal(int sig)
+{
+	int saved = errno;
+
+	got_signal = sig;
+	(void)write(wakefd[1], "s", 1);
+	errno = saved;
+}
+
+static void
+catch_signals(int on)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on ? on_signal : SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGINT, &sa, NULL);
+	(void)sigaction(SIGTERM, &sa, NULL);
+	(void)sigaction(SIGHUP, &sa, NULL);
+}
+
+static void
+wake_drain(void)
+{
+	char buf[64];
+
+	while (read(wakefd[0], buf, sizeof(buf)) > 0)
+		;
+}
+
+/*
+ * The session: thread results go through the session struct; only the
+ * main thread reports and decides the exit status.
+ */
+
+/* Record a failure; the first one is the one reported. */
+static void
+session_fail(struct session *s, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->code == 0) {
+		s->code = code;
+		va_start(ap, fmt);
+		vsnprintf(s->msg, sizeof(s->msg), fmt, ap);
+		va_end(ap);
+	}
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void
+session_done(struct session *s, int *flag)
+{
+
+	pthread_mutex_lock(&s->mu);
+	*flag = 1;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static int
+session_stopping(struct session *s)
+{
+	int stop;
+
+	pthread_mutex_lock(&s->mu);
+	stop = s->stop || s->code != 0;
+	pthread_mutex_unlock(&s->mu);
+	return (stop);
+}
+
+static int
+session_failed(struct session *s)
+{
+	int code;
+
+	pthread_mutex_lock(&s->mu);
+	code = s->code;
+	pthread_mutex_unlock(&s->mu);
+	return (code != 0);
+}
+
+static const char *
+type_name(int classic, int type)
+{
+
+	if (classic)
+		return ("text");
+	switch (type) {
+	case PROTO_DATA:
+		return ("DATA");
+	case PROTO_CLOSE:
+		return ("CLOSE");
+	case PROTO_REKEY:
+		return ("REKEY");
+	default:
+		return ("unknown");
+	}
+}
+
+/* -vv: one line per packet. */
+static void
+trace_packet(struct session *s, const char *dir, uint64_t n,
+    const uint8_t *pkt, size_t ptlen, int type)
+{
+	char nonce[2 * PROTO_NONCEBYTES + 1], tag[2 * PROTO_TAGBYTES + 1];
+
+	if (s->verbose < 2)
+		return;
+	hex(nonce, pkt + PROTO_LENBYTES, PROTO_NONCEBYTES);
+	hex(tag, pkt + PROTO_LENBYTES + PROTO_NONCEBYTES, PROTO_TAGBYTES);
+	status(2, "[trace] %s n=%llu type=%s length=%zu nonce=%s tag=%s", dir,
+	    (unsigned long long)n, type_name(s->classic, type),
+	    ptlen + PROTO_NONCEBYTES + PROTO_TAGBYTES, nonce, tag);
+}
+
+/* Seal the ptlen bytes at pkt + PROTO_HDRBYTES and send the packet. */
+static int
+send_packet(struct session *s, uint8_t *pkt, size_t ptlen)
+{
+	uint64_t n = proto_cipher_nonce(s->tx);
+	int rc;
+
+	if ((rc = proto_seal(s->tx, pkt, ptlen)) != 0) {
+		session_fail(s, exit_for(rc, s->classic), "cannot send: %s",
+		    proto_strerror(rc));
+		return (-1);
+	}
+	trace_packet(s, "send", n, pkt, ptlen,
+	    s->classic ? 0 : pkt[PROTO_HDRBYTES]);
+	if (proto_write_full(s->sock, pkt, PROTO_HDRBYTES + ptlen) != 0) {
+		session_fail(s, EXIT_RUNTIME, "send: %s", strerror(errno));
+		return (-1);
+	}
+	return (0);
+}
+
+/* Send a packet of the default protocol with an empty body. */
+static int
+send_control(struct session *s, uint8_t type)
+{
+	uint8_t pkt[PROTO_HDRBYTES + 1];
+
+	pkt[PROTO_HDRBYTES] = type;
+	return (send_packet(s, pkt, 1));
+}
+
+/*
+ * Send body (at pkt + PROTO_HDRBYTES + 1 in the default protocol, at
+ * pkt + PROTO_HDRBYTES in classic), rekeying first when it is due.
+ */
+static int
+send_data(struct session *s, uint8_t *pkt, size_t bodylen)
+{
+
+	if (s->classic)
+		return (send_packet(s, pkt, bodylen));
+	if (proto_cipher_rekey_due(s->tx, proto_now_ms())) {
+		if (send_control(s, PROTO_REKEY) != 0)
+			return (-1);
+		(void)proto_cipher_rekey(s->tx);
+		status(1, "Rekeyed the sending direction.");
+	}
+	pkt[PROTO_HDRBYTES] = PROTO_DATA;
+	return (send_packet(s, pkt, 1 + bodylen));
+}
+
+struct sender {
+	struct session *s;
+	uint8_t *pkt;		/* PROTO_MAXPKT bytes */
+};
+
+/* Chat mode: one typed line is one packet (with its newline, by default). */
+static int
+send_line(void *arg, const char *line, size_t len)
+{
+	struct sender *sd = arg;
+	size_t off = PROTO_HDRBYTES + (sd->s->classic ? 0 : 1);
+
+	memcpy(sd->pkt + off, line, len);
+	if (!sd->s->classic)
+		sd->pkt[off + len++] = '\n';
+	return (send_data(sd->s, sd->pkt, len) != 0 ? -1 : 0);
+}
+
+/*
+ * Classic pipe mode: each line of input is one packet, without its
+ * newline; a line longer than a packet is split.  buf holds *have bytes;
+ * send the complete lines (all of them at EOF) and keep the rest.
+ */
+static int
+send_lines(struct sender *sd, uint8_t *buf, size_t *have, int eof)
+{
+	uint8_t *nl;
+	size_t start = 0, len;
+
+	for (;;) {
+		nl = memchr(buf + start, '\n', *have - start);
+		if (nl != NULL)
+			len = (size_t)(nl - (buf + start));
+		else if (*have - start == PROTO_MAXPLAIN ||
+		    (eof && *have > start))
+			len = *have - start;
+		else
+			break;
+		memcpy(sd->pkt + PROTO_HDRBYTES, buf + start, len);
+		if (send_data(sd->s, sd->pkt, len) != 0)
+			return (-1);
+		start += len + (nl != NULL);
+	}
+	memmove(buf, buf + start, *have - start);
+	*have -= start;
+	return (0);
+}
+
+/*
+ * Wait until stdin is readable or the sender is told to stop.  Return 1
+ * when readable, 0 when stopping, -1 on error.
+ */
+static int
+wait_input(struct session *s)
+{
+	struct pollfd pfd[2];
+
+	for (;;) {
+		pfd[0].fd = STDIN_FILENO;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = wakefd[0];
+		pfd[1].events = POLLIN;
+		if (poll(pfd, 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			return (-1);
+		}
+		if (pfd[1].revents != 0) {
+			wake_drain();
+			if (got_signal || session_stopping(s))
+				return (0);
+		}
+		if (pfd[0].revents != 0)
+			return (1);
+	}
+}
+
+/* The sender thread: stdin -> seal -> socket, then the end of stream. */
+static void *
+sender_main(void *arg)
+{
+	struct session *s = arg;
+	struct sender sd = { s, NULL };
+	uint8_t *in = NULL;
+	size_t have = 0, room;
+	ssize_t r;
+	int rc, esc = 0, eof = 0;
+
+	if ((sd.pkt = malloc(PROTO_MAXPKT)) == NULL ||
+	    (in = malloc(PROTO_MAXPLAIN)) == NULL) {
+		session_fail(s, EXIT_RUNTIME, "malloc: %s", strerror(errno));
+		goto done;
+	}
+	while (!eof) {
+		if ((rc = wait_input(s)) == 0)
+			break;
+		if (rc == -1) {
+			session_fail(s, EXIT_RUNTIME, "poll: %s",
+			    strerror(errno));
+			goto done;
+		}
+		/* Read straight into the packet unless lines are cut. */
+		if (s->chat || s->classic) {
+			room = PROTO_MAXPLAIN - have;
+			r = read(STDIN_FILENO, in + have, room);
+		} else
+			r = read(STDIN_FILENO, sd.pkt + PROTO_HDRBYTES + 1,
+			    PROTO_MAXPLAIN - 1);
+		if (r == -1 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (r == -1) {
+			session_fail(s, EXIT_RUNTIME, "read from stdin: %s",
+			    strerror(errno));
+			goto done;
+		}
+		eof = (r == 0);
+		if (s->chat) {
+			rc = eof ? 1 : term_input(in, (size_t)r, &esc,
+			    send_line, &sd);
+			if (rc == -1)
+				goto done;
+			eof = (rc == 1);
+		} else if (s->classic) {
+			have += (size_t)r;
+			if (send_lines(&sd, in, &have, eof) != 0)
+				goto done;
+		} else if (!eof && send_data(s, sd.pkt, (size_t)r) != 0)
+			goto done;
+	}
+
+	/* The end of our direction, unless the session already failed. */
+	if (session_failed(s))
+		goto done;
+	if (s->classic)
+		(void)shutdown(s->sock, SHUT_WR);
+	else if (send_control(s, PROTO_CLOSE) != 0)
+		goto done;
+	else
+		(void)shutdown(s->sock, SHUT_WR);
+done:
+	free(in);
+	free(sd.pkt);
+	session_done(s, &s->tx_done);
+	return (NULL);
+}
+
+/*
+ * Chat mode, default protocol: DATA is a byte stream; show it a line at a
+ * time, holding back a partial line until its newline arrives.
+ */
+static void
+show_stream(struct session *s, uint8_t *held, size_t *nheld,
+    const uint8_t *data, size_t len, int flush)
+{
+	size_t take;
+	const uint8_t *nl;
+
+	while (len > 0) {
+		nl = memchr(data, '\n', len);
+		take = nl != NULL ? (size_t)(nl - data) : len;
+		if (take > SHOWMAX - *nheld)
+			take = SHOWMAX - *nheld;
+		memcpy(held + *nheld, data, take);
+		*nheld += take;
+		data += take;
+		len -= take;
+		if (len > 0 && *data == '\n') {
+			data++;
+			len--;
+		} else if (*nheld < SHOWMAX)
+			continue;
+		term_show(s->label, held, *nheld);
+		*nheld = 0;
+	}
+	if (flush && *nheld > 0) {
+		term_show(s->label, held, *nheld);
+		*nheld = 0;
+	}
+}
+
+/*
+ * Read and open one packet.  Return 0 with the plaintext at
+ * pkt + PROTO_HDRBYTES, 1 at a clean end of the stream, -1 on failure
+ * (recorded).
+ */
+static int
+recv_packet(struct session *s, uint8_t *pkt, size_t *ptlen, int first)
+{
+	size_t len;
+	int rc;
+
+	rc = proto_read_full(s->sock, pkt, PROTO_LENBYTES, 0);
+	/* Classic has no CLOSE: the end of TCP between packets is the end. */
+	if (rc == PROTO_EEOF && s->classic)
+		return (1);
+	if (rc == 0 && (rc = proto_open_len(s->rx, pkt, &len)) == 0 &&
+	    (rc = proto_read_full(s->sock, pkt + PROTO_LENBYTES, len,
+	    0)) == PROTO_EEOF)
+		rc = PROTO_ETRUNC;
+	if (rc == PROTO_EERRNO && errno == ECONNRESET && !s->classic)
+		rc = PROTO_ETRUNC;
+	if (rc == 0 && (rc = proto_open(s->rx, pkt, PROTO_LENBYTES + len,
+	    ptlen)) == 0)
+		return (0);
+
+	if ((rc == PROTO_EEOF || rc == PROTO_ETRUNC) && first &&
+	    s->initiator && !s->classic)
+		session_fail(s, EXIT_SECURITY, "the listener closed the "
+		    "connection after the handshake: it refused our key or "
+		    "our pre-shared key");
+	else if (rc == PROTO_EEOF || rc == PROTO_ETRUNC)
+		session_fail(s, exit_for(rc, s->classic), s->classic ?
+		    "connection closed in the middle of a packet" :
+		    "connection cut before the peer's CLOSE: the stream is "
+		    "incomplete");
+	else if (rc == PROTO_EERRNO)
+		session_fail(s, EXIT_RUNTIME, "receive: %s", strerror(errno));
+	else
+		session_fail(s, exit_for(rc, s->classic),
+		    "packet %llu from peer: %s",
+		    (unsigned long long)proto_cipher_nonce(s->rx),
+		    proto_strerror(rc));
+	return (-1);
+}
+
+/* The receiver thread: socket -> open -> stdout. */
+static void *
+receiver_main(void *arg)
+{
+	struct session *s = arg;
+	uint8_t *pkt, *pt, held[SHOWMAX];
+	size_t ptlen, nheld = 0;
+	uint64_t n;
+	int rc, type, first = 1;
+
+	if ((pkt = malloc(PROTO_MAXPKT)) == NULL) {
+		session_fail(s, EXIT_RUNTIME, "malloc: %s", strerror(errno));
+		goto done;
+	}
+	pt = pkt + PROTO_HDRBYTES;
+	for (;; first = 0) {
+		n = proto_cipher_nonce(s->rx);
+		if ((rc = recv_packet(s, pkt, &ptlen, first)) == 1)
+			break;
+		if (rc == -1)
+			goto done;
+		type = s->classic ? 0 : pt[0];
+		trace_packet(s, "recv", n, pkt, ptlen, type);
+		if (s->classic) {
+			if (s->chat)
+				term_show(s->label, pt, ptlen);
+			else {
+				/* The text, then the newline it lost. */
+				pt[ptlen++] = '\n';
+				if (proto_write_full(STDOUT_FILENO, pt,
+				    ptlen) != 0)
+					goto stdout_failed;
+			}
+			continue;
+		}
+		if (type != PROTO_DATA && ptlen != 1) {
+			session_fail(s, EXIT_SECURITY, "packet %llu from "
+			    "peer: %s", (unsigned long long)n,
+			    proto_strerror(PROTO_EBADTYPE));
+			goto done;
+		}
+		switch (type) {
+		case PROTO_DATA:
+			if (s->chat)
+				show_stream(s, held, &nheld, pt + 1,
+				    ptlen - 1, 0);
+			else if (proto_write_full(STDOUT_FILENO, pt + 1,
+			    ptlen - 1) != 0)
+				goto stdout_failed;
+			break;
+		case PROTO_REKEY:
+			(void)proto_cipher_rekey(s->rx);
+			status(1, "Peer rekeyed its sending direction.");
+			break;
+		case PROTO_CLOSE:
+			if (s->chat)
+				show_stream(s, held, &nheld, NULL, 0, 1);
+			goto done;
+		default:
+			session_fail(s, EXIT_SECURITY, "packet %llu from "
+			    "peer: %s", (unsigned long long)n,
+			    proto_strerror(PROTO_EBADTYPE));
+			goto done;
+		}
+	}
+	if (s->chat)
+		show_stream(s, held, &nheld, NULL, 0, 1);
+	goto done;
+
+stdout_failed:
+	session_fail(s, EXIT_RUNTIME, "write to stdout: %s", strerror(errno));
+done:
+	if (pkt != NULL)
+		sodium_memzero(pkt, PROTO_MAXPKT);
+	free(pkt);
+	session_done(s, &s->rx_done);
+	return (NULL);
+}
+
+/*
+ * Run both threads until the session ends; return the exit status, with
+ * any failure reported.
+ */
+static int
+session_run(struct session *s)
+{
+	pthread_t tx, rx;
+	int rc, ended = 0;
+
+	wake_drain();
+	got_signal = 0;
+	catch_signals(1);
+	if (s->chat && term_start() != 0)
+		s->chat = 0;
+	if ((rc = pthread_create(&rx, NULL, receiver_main, s)) != 0) {
+		warnx0("pthread_create: %s", strerror(rc));
+		catch_signals(0);
+		term_stop();
+		return (EXIT_RUNTIME);
+	}
+	if ((rc = pthread_create(&tx, NULL, sender_main, s)) != 0) {
+		warnx0("pthread_create: %s", strerror(rc));
+		(void)shutdown(s->sock, SHUT_RDWR);
+		pthread_join(rx, NULL);
+		catch_signals(0);
+		term_stop();
+		return (EXIT_RUNTIME);
+	}
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		if (s->code != 0 || (s->rx_done && s->tx_done))
+			break;
+		/* Interrupted: once our CLOSE is out, do not wait. */
+		if (got_signal && s->tx_done)
+			break;
+		/* Ctrl-D in classic chat mode leaves, as the original. */
+		if (s->classic && s->chat && s->tx_done)
+			break;
+		/* In chat mode the peer leaving ends the session. */
+		if (s->rx_done && s->chat && !s->stop) {
+			s->stop = 1;
+			(void)write(wakefd[1], "x", 1);
+		}
+		pthread_cond_wait(&s->cv, &s->mu);
+	}
+	ended = s->rx_done;
+	s->stop = 1;
+	pthread_mutex_unlock(&s->mu);
+
+	/* Unblock whichever thread is still waiting, then collect both. */
+	(void)write(wakefd[1], "x", 1);
+	(void)shutdown(s->sock, SHUT_RDWR);
+	pthread_join(tx, NULL);
+	pthread_join(rx, NULL);
+	catch_signals(0);
+	term_stop();
+
+	if (s->code != 0) {
+		warnx0("%s", s->msg);
+		return (s->code);
+	}
+	if (ended)
+		status(0, s->chat ? "Peer left." : "Peer finished sending.");
+	return (EXIT_OK);
+}
+
+/*
+ * Addresses and sockets.
+ */
+
+/*
+ * Split "HOST:PORT", "[V6]:PORT" or (when listening) "PORT" into host
+ * (NULL when absent) and port, written into hbuf and pbuf.  Return 0, or
+ * -1 after a usage error message.
+ */
+static int
+parse_hostport(const char *arg, int listening, char *hbuf, size_t hlen,
+    char *pbuf, size_t plen, const char **host)
+{
+	const char *colon, *port, *end;
+	size_t len;
+	long v;
+	char *ep;
+
+	*host = NULL;
+	if (arg[0] == '[') {
+		if ((end = strchr(arg, ']')) == NULL || end[1] != ':')
+			goto bad;
+		len = (size_t)(end - arg - 1);
+		if (len == 0 || len >= hlen)
+			goto bad;
+		memcpy(hbuf, arg + 1, len);
+		hbuf[len] = '\0';
+		*host = hbuf;
+		port = end + 2;
+	} else if ((colon = strrchr(arg, ':')) != NULL) {
+		if (memchr(arg, ':', (size_t)(colon - arg)) != NULL) {
+			usage_error("%s: put IPv6 addresses in brackets, "
+			    "as [::1]:PORT", arg);
+			return (-1);
+		}
+		len = (size_t)(colon - arg);
+		if (len == 0 || len >= hlen)
+			goto bad;
+		memcpy(hbuf, arg, len);
+		hbuf[len] = '\0';
+		*host = hbuf;
+		port = colon + 1;
+	} else if (listening)
+		port = arg;
+	else
+		goto bad;
+
+	/* A decimal port, 0 (any free port) only when listening. */
+	if (!isdigit((unsigned char)port[0]) || strlen(port) > 5)
+		goto badport;
+	errno = 0;
+	v = strtol(port, &ep, 10);
+	if (*ep != '\0' || v < (listening ? 0 : 1) || v > 65535)
+		goto badport;
+	snprintf(pbuf, plen, "%ld", v);
+	return (0);
+
+badport:
+	usage_error("%s: port must be a number from %d to 65535", arg,
+	    listening ? 0 : 1);
+	return (-1);
+bad:
+	usage_error("%s: expected %s", arg, listening ? "[HOST:]PORT" :
+	    "HOST:PORT");
+	return (-1);
+}
+
+/* "ADDR:PORT" or "[ADDR]:PORT" of a socket address, numerically. */
+static void
+addr_text(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen)
+{
+	char h[NI_MAXHOST], p[NI_MAXSERV];
+
+	if (getnameinfo(sa, len, h, sizeof(h), p, sizeof(p),
+	    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		snprintf(out, outlen, "?");
+		return;
+	}
+	snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" :
+	    "%s:%s", h, p);
+}
+
+static int
+open_listener(const char *host, const char *port, int family)
+{
+	struct addrinfo hints, *res, *ai;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	char where[NI_MAXHOST + NI_MAXSERV + 4];
+	int fd = -1, on = 1, off = 0, rc, err = 0;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = family;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	/* No host and no family: one IPv6 socket that takes IPv4 too. */
+	if (host == NULL && family == AF_UNSPEC)
+		hints.ai_family = AF_INET6;
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0 && host == NULL && family == AF_UNSPEC) {
+		hints.ai_family = AF_INET;
+		rc = getaddrinfo(host, port, &hints, &res);
+	}
+	if (rc != 0) {
+		warnx0("%s: %s", host != NULL ? host : "listen",
+		    gai_strerror(rc));
+		return (-1);
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+		    ai->ai_protocol)) == -1) {
+			err = errno;
+			continue;
+		}
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
+		    sizeof(on));
+		if (ai->ai_family == AF_INET6)
+			(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+			    family == AF_INET6 ? &on : &off, sizeof(on));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, 16) == 0)
+			break;
+		err = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd == -1 && host == NULL && family == AF_UNSPEC &&
+	    err == EAFNOSUPPORT)
+		return (open_listener("0.0.0.0", port, AF_INET));
+	if (fd == -1) {
+		warnx0("cannot listen on %s:%s: %s", host != NULL ? host : "*",
+		    port, strerror(err));
+		return (-1);
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0) {
+		addr_text((struct sockaddr *)&ss, sslen, where, sizeof(where));
+		status(0, "Server listening on %s", where);
+	}
+	return (fd);
+}
+
+/* Connect within the deadline; the socket is left blocking. */
+static int
+connect_to(const char *host, const char *port, int family, int64_t deadline)
+{
+	struct addrinfo hints, *res, *ai;
+	struct pollfd pfd;
+	socklen_t len;
+	int fd = -1, rc, err = ETIMEDOUT, flags;
+	int64_t left;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = family;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+		warnx0("%s: %s", host, gai_strerror(rc));
+		return (-1);
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+		    ai->ai_protocol)) == -1) {
+			err = errno;
+			continue;
+		}
+		flags = fcntl(fd, F_GETFL);
+		(void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			goto connected;
+		if (errno != EINPROGRESS) {
+			err = errno;
+			goto next;
+		}
+		pfd.fd = fd;
+		pfd.events = POLLOUT;
+		do {
+			left = deadline - proto_now_ms();
+			rc = left <= 0 ? 0 : poll(&pfd, 1, (int)left);
+		} while (rc == -1 && errno == EINTR);
+		if (rc == 0) {
+			err = ETIMEDOUT;
+			goto next;
+		}
+		len = sizeof(err);
+		if (rc == -1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
+		    &len) == -1)
+			err = errno;
+		if (err == 0)
+			goto connected;
+next:
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	warnx0("cannot connect to %s port %s: %s", host, port, strerror(err));
+	return (-1);
+
+connected:
+	freeaddrinfo(res);
+	(void)fcntl(fd, F_SETFL, flags);
+	return (fd);
+}
+
+/*
+ * Key files.
+ */
+
+/* The default directory of our files: $XDG_CONFIG_HOME/x25519chat. */
+static int
+config_dir(char *out, size_t len)
+{
+	const char *base = getenv("XDG_CONFIG_HOME");
+	const char *home = getenv("HOME");
+	struct passwd *pw;
+	int n;
+
+	if (base != NULL && base[0] == '/')
+		n = snprintf(out, len, "%s/" PROG, base);
+	else {
+		if ((home == NULL || home[0] == '\0') &&
+		    (pw = getpwuid(getuid())) != NULL)
+			home = pw->pw_dir;
+		if (home == NULL) {
+			warnx0("cannot find the home directory; use -i");
+			return (-1);
+		}
+		n = snprintf(out, len, "%s/.config/" PROG, home);
+	}
+	if (n < 0 || (size_t)n >= len) {
+		warnx0("configuration path too long");
+		return (-1);
+	}
+	return (0);
+}
+
+/* mkdir -p for the parent directories of path, new ones mode 0700. */
+static int
+make_parents(const char *path)
+{
+	char buf[PATH_MAX];
+	char *p;
+
+	if (strlen(path) >= sizeof(buf))
+		return (-1);
+	strcpy(buf, path);
+	for (p = buf + 1; (p = strchr(p, '/')) != NULL; p++) {
+		*p = '\0';
+		if (mkdir(buf, 0700) == -1 && errno != EEXIST) {
+			warnx0("mkdir %s: %s", buf, strerror(errno));
+			return (-1);
+		}
+		*p = '/';
+	}
+	return (0);
+}
+
+/*
+ * Read a small file whole into buf (at most len bytes).  With secret, the
+ * file must be a regular file of ours that nobody else can read.  Return
+ * the size, or -1 after reporting.
+ */
+static ssize_t
+read_small(const char *path, int secret, char *buf, size_t len)
+{
+	struct stat st;
+	ssize_t n, r;
+	char extra;
+	int fd;
+
+	if (strcmp(path, "-") == 0)
+		fd = STDIN_FILENO;
+	else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		warnx0("%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	if (fstat(fd, &st) == -1) {
+		warnx0("%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (secret && fd != STDIN_FILENO) {
+		if (!S_ISREG(st.st_mode)) {
+			warnx0("%s: not a regular file", path);
+			goto fail;
+		}
+		if (st.st_uid != geteuid() && st.st_uid != 0) {
+			warnx0("%s: owned by another user; refusing a key "
+			    "that others control", path);
+			goto fail;
+		}
+		if ((st.st_mode & 077) != 0) {
+			warnx0("%s: permissions %04o are too open: others can "
+			    "read this key (run: chmod 600 %s)", path,
+			    (unsigned)(st.st_mode & 07777), path);
+			goto fail;
+		}
+	}
+	/* One byte more than fits tells a file that is too large. */
+	for (n = 0; (size_t)n <= len; n += r) {
+		r = read(fd, (size_t)n < len ? buf + n : &extra,
+		    (size_t)n < len ? len - (size_t)n : 1);
+		if (r == -1 && errno == EINTR) {
+			r = 0;
+			continue;
+		}
+		if (r == -1) {
+			warnx0("%s: %s", path, strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+	}
+	if ((size_t)n > len) {
+		warnx0("%s: file too large for a key", path);
+		goto fail;
+	}
+	if (fd != STDIN_FILENO)
+		close(fd);
+	return (n);
+
+fail:
+	if (fd != STDIN_FILENO)
+		close(fd);
+	return (-1);
+}
+
+/* Load a secret key file (identity or PSK) into key.  0 or -1. */
+static int
+load_key(const char *path, uint8_t key[PROTO_KEYBYTES], const char *what)
+{
+	char buf[PROTO_B64LEN + 2];
+	ssize_t n;
+	int rc;
+
+	if ((n = read_small(path, 1, buf, sizeof(buf))) == -1)
+		return (-1);
+	rc = proto_keyfile_parse(key, buf, (size_t)n);
+	sodium_memzero(buf, sizeof(buf));
+	if (rc != 0) {
+		warnx0("%s: not a valid %s (expected 44 base64 characters "
+		    "and a newline, as wg genkey writes)", path, what);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Write a new private key to path (never overwriting); 0 or -1. */
+static int
+write_new_key(const char *path, uint8_t pub[PROTO_KEYBYTES])
+{
+	uint8_t *priv;
+	char text[PROTO_B64LEN + 2];
+	int fd, rc = -1;
+
+	if ((priv = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
+		warnx0("sodium_malloc: %s", strerror(errno));
+		return (-1);
+	}
+	proto_keypair_new(priv, pub);
+	proto_key_encode(text, priv);
+	text[PROTO_B64LEN] = '\n';
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600)) == -1) {
+		warnx0("%s: %s%s", path, strerror(errno), errno == EEXIST ?
+		    " (refusing to overwrite a key)" : "");
+		goto out;
+	}
+	if (proto_write_full(fd, text, PROTO_B64LEN + 1) != 0 ||
+	    fsync(fd) != 0) {
+		warnx0("%s: %s", path, strerror(errno));
+		close(fd);
+		(void)unlink(path);
+		goto out;
+	}
+	close(fd);
+	rc = 0;
+out:
+	sodium_memzero(text, sizeof(text));
+	sodium_free(priv);
+	return (rc);
+}
+
+/* Load our identity, creating the default one on first use. */
+static int
+load_identity(const char *path, struct keys *k)
+{
+	char def[PATH_MAX], b64[PROTO_B64LEN + 1];
+	struct stat st;
+
+	if (path == NULL) {
+		if (config_dir(def, sizeof(def) - 9) != 0)
+			return (-1);
+		strcat(def, "/identity");
+		path = def;
+		if (lstat(path, &st) == -1 && errno == ENOENT) {
+			if (make_parents(path) != 0 ||
+			    write_new_key(path, k->spub) != 0)
+				return (-1);
+			proto_key_encode(b64, k->spub);
+			status(0, "Created a new identity in %s; public key "
+			    "%s", path, b64);
+		}
+	}
+	if (load_key(path, k->s, "private key") != 0)
+		return (-1);
+	(void)crypto_scalarmult_base(k->spub, k->s);
+	return (0);
+}
+
+/*
+ * Parse one line of a key list: the first word is returned in word (NUL
+ * ended in place), the rest ignored.  Return 0 for a line with a word,
+ * 1 for a blank or comment line.
+ */
+static int
+split_line(char *line, char **word, char **rest)
+{
+	char *p = line, *end;
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0' || *p == '#')
+		return (1);
+	end = p + strcspn(p, " \t");
+	*rest = end;
+	if (*end != '\0') {
+		*end = '\0';
+		(*rest)++;
+		while (**rest == ' ' || **rest == '\t')
+			(*rest)++;
+	}
+	*word = p;
+	return (0);
+}
+
+/* Read a text file of lines; calls fn for each line.  0 or -1. */
+static int
+for_each_line(const char *path, int (*fn)(void *, char *, unsigned), void *arg,
+    int missing_ok)
+{
+	FILE *f;
+	char line[1024];
+	unsigned lineno = 0;
+	size_t len;
+	int rc = 0;
+
+	if ((f = fopen(path, "re")) == NULL) {
+		if (missing_ok && errno == ENOENT)
+			return (0);
+		warnx0("%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		len = strlen(line);
+		if (len > 0 && line[len - 1] == '\n')
+			line[--len] = '\0';
+		else if (!feof(f)) {
+			warnx0("%s:%u: line too long", path, lineno);
+			rc = -1;
+			break;
+		}
+		rc = fn(arg, line, lineno);
+	}
+	if (rc == 0 && ferror(f)) {
+		warnx0("%s: %s", path, strerror(errno));
+		rc = -1;
+	}
+	fclose(f);
+	return (rc);
+}
+
+struct allow_ctx {
+	struct keys *k;
+	const char *path;
+};
+
+static int
+allow_line(void *arg, char *line, unsigned lineno)
+{
+	struct allow_ctx *a = arg;
+	char *word, *rest;
+	uint8_t *more;
+
+	if (split_line(line, &word, &rest) == 1)
+		return (0);
+	if ((more = realloc(a->k->allow, (a->k->nallow + 1) *
+	    PROTO_KEYBYTES)) == NULL) {
+		warnx0("realloc: %s", strerror(errno));
+		return (-1);
+	}
+	a->k->allow = more;
+	if (proto_key_decode(more + a->k->nallow * PROTO_KEYBYTES, word,
+	    strlen(word)) != 0) {
+		warnx0("%s:%u: not a public key: %.60s", a->path, lineno, word);
+		return (-1);
+	}
+	a->k->nallow++;
+	return (0);
+}
+
+struct known_ctx {
+	const char *path;
+	const char *hostport;
+	const uint8_t *key;
+	int match;		/* a line with this host and this key */
+	unsigned changed;	/* the line with this host and another key */
+	uint8_t oldkey[PROTO_KEYBYTES];
+};
+
+static int
+known_line(void *arg, char *line, unsigned lineno)
+{
+	struct known_ctx *kc = arg;
+	char *word, *rest, *key, *tail;
+	uint8_t k[PROTO_KEYBYTES];
+
+	if (split_line(line, &word, &rest) == 1)
+		return (0);
+	if (split_line(rest, &key, &tail) != 0 || *tail != '\0' ||
+	    proto_key_decode(k, key, strlen(key)) != 0) {
+		warnx0("%s:%u: expected \"HOST:PORT KEY\"", kc->path, lineno);
+		return (-1);
+	}
+	if (strcmp(word, kc->hostport) != 0)
+		return (0);
+	if (sodium_memcmp(k, kc->key, PROTO_KEYBYTES) == 0)
+		kc->match = 1;
+	else if (kc->changed == 0) {
+		kc->changed = lineno;
+		memcpy(kc->oldkey, k, PROTO_KEYBYTES);
+	}
+	return (0);
+}
+
+/* Append "HOST:PORT KEY" to the known_peers file, creating it. */
+static int
+known_add(const char *path, const char *hostport, const uint8_t *key)
+{
+	char b64[PROTO_B64LEN + 1], line[400];
+	int fd, n;
+
+	if (make_parents(path) != 0)
+		return (-1);
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+	    O_CLOEXEC, 0600)) == -1) {
+		warnx0("%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	proto_key_encode(b64, key);
+	n = snprintf(line, sizeof(line), "%s %s\n", hostport, b64);
+	if (proto_write_full(fd, line, (size_t)n) != 0) {
+		warnx0("%s: %s", path, strerror(errno));
+		close(fd);
+		return (-1);
+	}
+	close(fd);
+	return (0);
+}
+
+/* What the handshake's verify callback needs, and what it concluded. */
+struct verify_ctx {
+	struct keys *k;
+	int initiator;
+	int first_contact;	/* known_peers had no line for this host */
+	char why[PATH_MAX + 1024];
+};
+
+static int
+verify_peer(void *arg, const uint8_t rs[PROTO_KEYBYTES])
+{
+	struct verify_ctx *v = arg;
+	struct keys *k = v->k;
+	struct known_ctx kc;
+	char b64[PROTO_B64LEN + 1], old[PROTO_B64LEN + 1];
+	size_t i;
+
+	proto_key_encode(b64, rs);
+	if (k->has_peer && sodium_memcmp(rs, k->peer, PROTO_KEYBYTES) != 0) {
+		snprintf(v->why, sizeof(v->why), "peer key %s is not the "
+		    "one --peer requires", b64);
+		return (-1);
+	}
+	if (k->allow != NULL) {
+		for (i = 0; i < k->nallow; i++)
+			if (sodium_memcmp(rs, k->allow + i * PROTO_KEYBYTES,
+			    PROTO_KEYBYTES) == 0)
+				break;
+		if (i == k->nallow) {
+			snprintf(v->why, sizeof(v->why), "peer key %s is not "
+			    "in the --allow list", b64);
+			return (-1);
+		}
+	}
+	if (!v->initiator || k->has_peer)
+		return (0);
+
+	/* Trust on first use: the connector remembers listeners' keys. */
+	memset(&kc, 0, sizeof(kc));
+	kc.path = k->known;
+	kc.hostport = k->hostport;
+	kc.key = rs;
+	if (for_each_line(k->known, known_line, &kc, 1) != 0) {
+		snprintf(v->why, sizeof(v->why), "cannot check the peer's "
+		    "key against %s", k->known);
+		return (-1);
+	}
+	if (kc.match)
+		return (0);
+	if (kc.changed != 0) {
+		proto_key_encode(old, kc.oldkey);
+		snprintf(v->why, sizeof(v->why), "REFUSING: the key of %s "
+		    "has CHANGED from %s (%s line %u) to %s; someone may be "
+		    "intercepting the connection. If the change is expected, "
+		    "delete that line.", k->hostport, old, k->known,
+		    kc.changed, b64);
+		return (-1);
+	}
+	v->first_contact = 1;
+	return (0);
+}
+
+/*
+ * A session from handshake to end.
+ */
+
+static void
+trace_step(void *arg, const char *what, const uint8_t *buf, size_t len)
+{
+	char *h;
+
+	(void)arg;
+	if (buf == NULL) {
+		status(2, "[trace] %s", what);
+		return;
+	}
+	if ((h = malloc(2 * len + 1)) == NULL)
+		return;
+	hex(h, buf, len);
+	status(2, "[trace]   %s = %s", what, h);
+	sodium_memzero(h, 2 * len + 1);
+	free(h);
+}
+
+/*
+ * Run the handshake on the connected socket fd and then the session.
+ * peer names the other end in messages.  Return the exit status, after
+ * reporting any failure.
+ */
+static int
+serve(int fd, const struct opts *o, struct keys *k, const char *peer)
+{
+	struct proto_hs_params hp;
+	struct proto_hs *hs = NULL;
+	struct session s;
+	struct verify_ctx v;
+	uint8_t peername[PROTO_NAMEMAX];
+	char b64[PROTO_B64LEN + 1], code[PROTO_CODELEN + 1];
+	char shown[4 * PROTO_NAMEMAX + 1], sec[2 * PROTO_KEYBYTES + 1];
+	size_t plen = 0;
+	int rc, one = 1, status_code;
+
+	memset(&s, 0, sizeof(s));
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.cv, NULL);
+	s.sock = fd;
+	s.classic = o->classic;
+	s.chat = isatty(STDIN_FILENO);
+	s.initiator = o->connect != NULL;
+	s.verbose = verbosity;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+	memset(&hp, 0, sizeof(hp));
+	hp.initiator = s.initiator;
+	hp.classic = o->classic;
+	hp.s = k->s;
+	hp.psk = k->psk;
+	if (verbosity >= 2) {
+		hp.trace = trace_step;
+		status(2, "[trace] WARNING: this trace shows secret keys; "
+		    "never share it");
+	}
+	if ((hs = proto_hs_new(&hp)) == NULL) {
+		warnx0("proto_hs_new: %s", strerror(errno));
+		return (EXIT_RUNTIME);
+	}
+	memset(&v, 0, sizeof(v));
+	v.k = k;
+	v.initiator = s.initiator;
+	rc = proto_handshake(fd, hs, (const uint8_t *)o->name,
+	    o->name != NULL ? strlen(o->name) : 0, peername, &plen,
+	    proto_now_ms() + (int64_t)o->wait * 1000,
+	    o->classic ? NULL : verify_peer, &v);
+	if (rc == PROTO_EREJECT) {
+		warnx0("%s: %s", peer, v.why);
+		status_code = EXIT_SECURITY;
+		goto out;
+	}
+	if (rc != 0) {
+		warnx0("handshake with %s failed: %s%s", peer,
+		    rc == PROTO_EEOF || rc == PROTO_ETRUNC ?
+		    "connection closed during the handshake" :
+		    proto_strerror(rc),
+		    rc == PROTO_EBADTAG && k->psk != NULL ?
+		    " (is the --psk the same on both sides?)" : "");
+		status_code = exit_for(rc, o->classic);
+		goto out;
+	}
+	if ((rc = proto_hs_split(hs, &s.tx, &s.rx)) != 0) {
+		warnx0("%s", proto_strerror(rc));
+		status_code = EXIT_RUNTIME;
+		goto out;
+	}
+
+	/* Tell the user who is at the other end. */
+	if (o->classic) {
+		hex(sec, proto_hs_hash(hs), PROTO_KEYBYTES);
+		status(0, "Shared secret (hex) -> %s", sec);
+		sodium_memzero(sec, sizeof(sec));
+		snprintf(s.label, sizeof(s.label), s.initiator ? "[server]" :
+		    "[client]");
+	} else {
+		proto_key_encode(b64, proto_hs_remote_static(hs));
+		shown[sanitize(shown, peername, plen)] = '\0';
+		if (v.first_contact) {
+			if (known_add(k->known, k->hostport,
+			    proto_hs_remote_static(hs)) != 0) {
+				status_code = EXIT_RUNTIME;
+				goto out;
+			}
+			status(0, "First contact with %s: its key is now "
+			    "recorded in %s", k->hostport, k->known);
+		}
+		status(0, "Peer key: %s%s%s%s", b64, plen > 0 ? " (\"" : "",
+		    shown, plen > 0 ? "\")" : "");
+		proto_session_code(code, proto_hs_hash(hs));
+		status(0, "Session code: %s  (the same on both screens: no one "
+		    "in the middle)", code);
+		if (plen > 0)
+			snprintf(s.label, sizeof(s.label), "[%s]", shown);
+		else
+			snprintf(s.label, sizeof(s.label), s.initiator ?
+			    "[server]" : "[client]");
+	}
+	proto_hs_free(hs);
+	hs = NULL;
+
+	/* The listener's first packet tells the connector it was accepted. */
+	if (!o->classic && !s.initiator) {
+		uint8_t pkt[PROTO_HDRBYTES + 1];
+
+		if (send_data(&s, pkt, 0) != 0) {
+			warnx0("%s", s.msg);
+			status_code = s.code;
+			goto out;
+		}
+	}
+
+	status_code = session_run(&s);
+out:
+	pthread_cond_destroy(&s.cv);
+	pthread_mutex_destroy(&s.mu);
+	proto_hs_free(hs);
+	proto_cipher_free(s.tx);
+	proto_cipher_free(s.rx);
+	return (status_code);
+}
+
+static int
+run_listener(const struct opts *o, struct keys *k, const char *host,
+    const char *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	char peer[NI_MAXHOST + NI_MAXSERV + 4];
+	int lfd, fd, rc;
+
+	if ((lfd = open_listener(host, port, o->family)) == -1)
+		return (EXIT_RUNTIME);
+	for (;;) {
+		sslen = sizeof(ss);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sslen,
+		    SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			warnx0("accept: %s", strerror(errno));
+			close(lfd);
+			return (EXIT_RUNTIME);
+		}
+		addr_text((struct sockaddr *)&ss, sslen, peer, sizeof(peer));
+		status(0, "Client %s connected", peer);
+		rc = serve(fd, o, k, peer);
+		close(fd);
+		if (!o->keep || got_signal)
+			break;
+		status(1, "Listening for the next peer.");
+	}
+	close(lfd);
+	return (rc);
+}
+
+static int
+run_connector(const struct opts *o, struct keys *k, const char *host,
+    const char *port)
+{
+	int fd, rc;
+
+	if ((fd = connect_to(host, port, o->family,
+	    proto_now_ms() + (int64_t)o->wait * 1000)) == -1)
+		return (EXIT_RUNTIME);
+	status(0, "Connected to %s", k->hostport);
+	rc = serve(fd, o, k, k->hostport);
+	close(fd);
+	return (rc);
+}
+
+/*
+ * --keygen and --pubkey.
+ */
+
+static int
+keygen(const char *path)
+{
+	char def[PATH_MAX], b64[PROTO_B64LEN + 1];
+	uint8_t pub[PROTO_KEYBYTES];
+
+	if (path == NULL) {
+		if (config_dir(def, sizeof(def) - 9) != 0)
+			return (EXIT_RUNTIME);
+		strcat(def, "/identity");
+		path = def;
+		if (make_parents(path) != 0)
+			return (EXIT_RUNTIME);
+	}
+	if (write_new_key(path, pub) != 0)
+		return (EXIT_RUNTIME);
+	proto_key_encode(b64, pub);
+	printf("%s\n", b64);
+	status(0, "Wrote a new private key to %s", path);
+	return (fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
+}
+
+static int
+pubkey(const char *path)
+{
+	char def[PATH_MAX], b64[PROTO_B64LEN + 1];
+	uint8_t *priv, pub[PROTO_KEYBYTES];
+	int rc;
+
+	if (path == NULL) {
+		if (config_dir(def, sizeof(def) - 9) != 0)
+			return (EXIT_RUNTIME);
+		strcat(def, "/identity");
+		path = def;
+	}
+	if ((priv = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
+		warnx0("sodium_malloc: %s", strerror(errno));
+		return (EXIT_RUNTIME);
+	}
+	rc = load_key(path, priv, "private key");
+	if (rc == 0)
+		(void)crypto_scalarmult_base(pub, priv);
+	sodium_free(priv);
+	if (rc != 0)
+		return (EXIT_RUNTIME);
+	proto_key_encode(b64, pub);
+	printf("%s\n", b64);
+	return (fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
+}
+
+/*
+ * Options.
+ */
+
+/* Set *slot to val unless it was set before. */
+static int
+once(const char **slot, const char *val, const char *name)
+{
+
+	if (*slot != NULL)
+		return (usage_error("%s given twice", name));
+	*slot = val;
+	return (0);
+}
+
+static int
+valid_name(const char *name)
+{
+	size_t i, n, len = strlen(name);
+	uint32_t c;
+
+	if (len > PROTO_NAMEMAX)
+		return (0);
+	for (i = 0; i < len; i += n)
+		if ((n = utf8_len((const uint8_t *)name + i, len - i,
+		    &c)) == 0 || unsafe_cp(c))
+			return (0);
+	return (1);
+}
+
+enum {
+	OPT_CLASSIC = 256, OPT_KEYGEN, OPT_PUBKEY, OPT_PEER, OPT_KNOWN,
+	OPT_ALLOW, OPT_PSK
+};
+
+static int
+parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "classic", no_argument, NULL, OPT_CLASSIC },
+		{ "keygen", no_argument, NULL, OPT_KEYGEN },
+		{ "pubkey", no_argument, NULL, OPT_PUBKEY },
+		{ "peer", required_argument, NULL, OPT_PEER },
+		{ "known-peers", required_argument, NULL, OPT_KNOWN },
+		{ "allow", required_argument, NULL, OPT_ALLOW },
+		{ "psk", required_argument, NULL, OPT_PSK },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *wait = NULL;
+	char *end;
+	long v;
+	int ch, rc, flags = 0;
+
+	memset(o, 0, sizeof(*o));
+	o->family = AF_UNSPEC;
+	o->wait = DEFAULT_WAIT;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":l:c:kw:46vqi:n:hV", longopts,
+	    NULL)) != -1) {
+		rc = 0;
+		switch (ch) {
+		case 'l':
+			rc = once(&o->listen, optarg, "-l");
+			break;
+		case 'c':
+			rc = once(&o->connect, optarg, "-c");
+			break;
+		case 'w':
+			rc = once(&wait, optarg, "-w");
+			break;
+		case 'i':
+			rc = once(&o->identity, optarg, "-i");
+			break;
+		case 'n':
+			rc = once(&o->name, optarg, "-n");
+			break;
+		case OPT_PEER:
+			rc = once(&o->peer, optarg, "--peer");
+			break;
+		case OPT_KNOWN:
+			rc = once(&o->known, optarg, "--known-peers");
+			break;
+		case OPT_ALLOW:
+			rc = once(&o->allow, optarg, "--allow");
+			break;
+		case OPT_PSK:
+			rc = once(&o->psk, optarg, "--psk");
+			break;
+		case 'k':
+		case '4':
+		case '6':
+		case 'q':
+		case OPT_CLASSIC:
+		case OPT_KEYGEN:
+		case OPT_PUBKEY: {
+			/* Flags, each allowed once. */
+			int bit = ch == 'k' ? 1 : ch == '4' ? 2 : ch == '6' ?
+			    4 : ch == 'q' ? 8 : ch == OPT_CLASSIC ? 16 :
+			    ch == OPT_KEYGEN ? 32 : 64;
+
+			if (flags & bit)
+				return (usage_error("%s given twice",
+				    argv[optind - 1]));
+			flags |= bit;
+			break;
+		}
+		case 'v':
+			o->verbose++;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
+		case 'V':
+			printf(PROG " " X25519CHAT_VERSION "\n");
+			exit(fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
+		case ':':
+			return (usage_error("%s needs an argument",
+			    argv[optind - 1]));
+		default:
+			if (optopt != 0)
+				return (usage_error("unknown option -%c",
+				    optopt));
+			return (usage_error("unknown option %s",
+			    argv[optind - 1]));
+		}
+		if (rc != 0)
+			return (rc);
+	}
+	o->keep = (flags & 1) != 0;
+	o->classic = (flags & 16) != 0;
+	o->keygen = (flags & 32) != 0;
+	o->pubkey = (flags & 64) != 0;
+	if ((flags & 6) == 6)
+		return (usage_error("-4 and -6 cannot be combined"));
+	o->family = flags & 2 ? AF_INET : flags & 4 ? AF_INET6 : AF_UNSPEC;
+	if ((flags & 8) && o->verbose > 0)
+		return (usage_error("-q and -v cannot be combined"));
+	o->verbose = flags & 8 ? -1 : o->verbose;
+
+	/* --keygen [FILE] and --pubkey [FILE|-]: one optional operand. */
+	if (o->keygen || o->pubkey) {
+		if (o->keygen && o->pubkey)
+			return (usage_error("--keygen and --pubkey cannot be "
+			    "combined"));
+		if (o->listen || o->connect || o->classic || o->keep || wait ||
+		    o->identity || o->name || o->peer || o->known ||
+		    o->allow || o->psk || (flags & 6))
+			return (usage_error("%s takes no other options",
+			    o->keygen ? "--keygen" : "--pubkey"));
+		if (argc - optind > 1)
+			return (usage_error("unexpected argument: %s",
+			    argv[optind + 1]));
+		o->keyfile = optind < argc ? argv[optind] : NULL;
+		if (o->keygen && o->keyfile && strcmp(o->keyfile, "-") == 0)
+			return (usage_error("--keygen writes a file, not "
+			    "stdout"));
+		return (0);
+	}
+	if (optind < argc)
+		return (usage_error("unexpected argument: %s", argv[optind]));
+	if (o->listen == NULL && o->connect == NULL)
+		return (usage_error("one of -l or -c is needed"));
+	if (o->listen != NULL && o->connect != NULL)
+		return (usage_error("-l and -c cannot be combined"));
+	if (o->keep && o->listen == NULL)
+		return (usage_error("-k needs -l"));
+	if (o->known != NULL && o->connect == NULL)
+		return (usage_error("--known-peers needs -c"));
+	if (o->allow != NULL && o->listen == NULL)
+		return (usage_error("--allow needs -l"));
+	if (o->classic) {
+		const char *bad = o->identity ? "-i" : o->name ? "-n" :
+		    o->peer ? "--peer" : o->known ? "--known-peers" :
+		    o->allow ? "--allow" : o->psk ? "--psk" : NULL;
+
+		if (bad != NULL)
+			return (usage_error("%s cannot be used with --classic: "
+			    "the original protocol has no keys to check",
+			    bad));
+	}
+	if (o->name != NULL && !valid_name(o->name))
+		return (usage_error("-n: a name is at most %d bytes of "
+		    "printable UTF-8", PROTO_NAMEMAX));
+	if (wait != NULL) {
+		errno = 0;
+		v = strtol(wait, &end, 10);
+		if (!isdigit((unsigned char)wait[0]) || *end != '\0' ||
+		    errno != 0 || v < 1 || v > 86400)
+			return (usage_error("-w: %s: expected seconds from 1 "
+			    "to 86400", wait));
+		o->wait = (int)v;
+	}
+	return (0);
+}
+
+/* Everything a session needs, from the options; exit status or 0. */
+static int
+setup_keys(const struct opts *o, struct keys *k, const char *host,
+    const char *port)
+{
+
+	if (host != NULL && o->connect != NULL) {
+		/* The known_peers name: "host:port", "[v6]:port". */
+		char lower[256];
+		size_t i;
+
+		for (i = 0; host[i] != '\0' && i < sizeof(lower) - 1; i++)
+			lower[i] = (char)tolower((unsigned char)host[i]);
+		lower[i] = '\0';
+		snprintf(k->hostport, sizeof(k->hostport),
+		    strchr(lower, ':') != NULL ? "[%s]:%s" : "%s:%s", lower,
+		    port);
+	}
+	if (o->classic)
+		return (0);
+	if (o->peer != NULL && proto_key_decode(k->peer, o->peer,
+	    strlen(o->peer)) != 0)
+		return (usage_error("--peer: not a public key (44 base64 "
+		    "characters): %s", o->peer));
+	k->has_peer = o->peer != NULL;
+	if ((k->s = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
+		warnx0("sodium_malloc: %s", strerror(errno));
+		return (EXIT_RUNTIME);
+	}
+	if (load_identity(o->identity, k) != 0)
+		return (EXIT_RUNTIME);
+	if (o->psk != NULL) {
+		if ((k->psk = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
+			warnx0("sodium_malloc: %s", strerror(errno));
+			return (EXIT_RUNTIME);
+		}
+		if (load_key(o->psk, k->psk, "pre-shared key") != 0)
+			return (EXIT_RUNTIME);
+	}
+	if (o->allow != NULL) {
+		struct allow_ctx a = { k, o->allow };
+
+		if (for_each_line(o->allow, allow_line, &a, 0) != 0)
+			return (EXIT_RUNTIME);
+		if (k->nallow == 0) {
+			warnx0("%s: no keys listed: no peer could connect",
+			    o->allow);
+			return (EXIT_RUNTIME);
+		}
+	}
+	if (o->connect != NULL) {
+		if (o->known != NULL)
+			snprintf(k->known, sizeof(k->known), "%s", o->known);
+		else if (config_dir(k->known, sizeof(k->known) - 12) != 0)
+			return (EXIT_RUNTIME);
+		else
+			strcat(k->known, "/known_peers");
+	}
+	return (0);
+}
+
+/* No core dumps: they would hold keys. */
+static void
+no_core(void)
+{
+	struct rlimit rl = { 0, 0 };
+
+	(void)setrlimit(RLIMIT_CORE, &rl);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o;
+	struct keys k;
+	char hbuf[256], pbuf[8];
+	const char *host = NULL;
+	int rc;
+
+	no_core();
+	/* A closed socket or stdout is an error to report, not a signal. */
+	(void)signal(SIGPIPE, SIG_IGN);
+	if ((rc = parse_opts(argc, argv, &o)) != 0)
+		return (rc);
+	verbosity = o.verbose;
+	if (sodium_init() < 0) {
+		warnx0("cannot initialise libsodium");
+		return (EXIT_RUNTIME);
+	}
+	if (o.keygen)
+		return (keygen(o.keyfile));
+	if (o.pubkey)
+		return (pubkey(o.keyfile));
+	if (!crypto_aead_aes256gcm_is_available()) {
+		warnx0("this CPU has no AES-NI (hardware AES): libsodium's "
+		    "AES-256-GCM cannot run here");
+		return (EXIT_RUNTIME);
+	}
+	if (parse_hostport(o.listen != NULL ? o.listen : o.connect,
+	    o.listen != NULL, hbuf, sizeof(hbuf), pbuf, sizeof(pbuf),
+	    &host) != 0)
+		return (EXIT_USAGE);
+
+	memset(&k, 0, sizeof(k));
+	if ((rc = setup_keys(&o, &k, host, pbuf)) == 0) {
+		if (pipe2(wakefd, O_CLOEXEC | O_NONBLOCK) == -1) {
+			warnx0("pipe: %s", strerror(errno));
+			rc = EXIT_RUNTIME;
+		} else if (o.listen != NULL)
+			rc = run_listener(&o, &k, host, pbuf);
+		else
+			rc = run_connector(&o, &k, host, pbuf);
+	}
+	sodium_free(k.s);
+	sodium_free(k.psk);
+	free(k.allow);
+	return (rc);
+}
