@@ -23,7 +23,7 @@ TESTS = test/unit
 
 # Debian/Ubuntu packages: what the build needs, and what the tests need.
 BUILD_PKGS = libsodium-dev pkg-config
-CHECK_PKGS = expect python3-cryptography python3-dissononce
+CHECK_PKGS = expect python3-cryptography python3-dissononce groff-base
 
 all: build-deps
 	@$(MAKE) --no-print-directory $(PROG)

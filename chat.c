@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 #include <wchar.h>
 
@@ -123,6 +124,8 @@ struct session {
 	int stop;		/* main asks the sender to finish */
 	int code;		/* first failure's exit status, or 0 */
 	char msg[512];		/* first failure's message */
+	int txcode;		/* the socket refused our data, or 0 */
+	char txmsg[128];
 };
 
 /* The terminal in chat mode: the line being typed and the screen. */
@@ -643,7 +646,18 @@ send_packet(struct session *s, uint8_t *pkt, size_t ptlen)
 	trace_packet(s, "send", n, pkt, ptlen,
 	    s->classic ? 0 : pkt[PROTO_HDRBYTES]);
 	if (proto_write_full(s->sock, pkt, PROTO_HDRBYTES + ptlen) != 0) {
-		session_fail(s, EXIT_RUNTIME, "send: %s", strerror(errno));
+		/* The receiver usually learns why the connection died (a cut,
+		 * a refusal): its report, if it makes one, comes first. */
+		int err = errno;
+
+		pthread_mutex_lock(&s->mu);
+		if (s->txcode == 0) {
+			s->txcode = EXIT_RUNTIME;
+			snprintf(s->txmsg, sizeof(s->txmsg), "send: %s",
+			    strerror(err));
+		}
+		pthread_cond_signal(&s->cv);
+		pthread_mutex_unlock(&s->mu);
 		return (-1);
 	}
 	return (0);
@@ -991,7 +1005,9 @@ static int
 session_run(struct session *s)
 {
 	pthread_t tx, rx;
-	int rc, ended = 0;
+	struct timespec ts;
+	int64_t until = 0;
+	int rc, ended, closed;
 
 	wake_drain();
 	got_signal = 0;
@@ -1028,9 +1044,23 @@ session_run(struct session *s)
 			s->stop = 1;
 			(void)write(wakefd[1], "x", 1);
 		}
-		pthread_cond_wait(&s->cv, &s->mu);
+		/* After a signal, or once the socket refused our data, the
+		 * threads get a moment to finish; then the session ends. */
+		if ((got_signal || s->txcode != 0) && until == 0)
+			until = proto_now_ms() + 2000;
+		if (until != 0 && proto_now_ms() >= until)
+			break;
+		/* Wake up now and then: a signal handler cannot signal cv. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		(void)pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 	}
 	ended = s->rx_done;
+	closed = s->tx_done && s->txcode == 0;
 	s->stop = 1;
 	pthread_mutex_unlock(&s->mu);
 
@@ -1045,6 +1075,15 @@ session_run(struct session *s)
 	if (s->code != 0) {
 		warnx0("%s", s->msg);
 		return (s->code);
+	}
+	/* Once the peer has left a chat, our own CLOSE may find it gone. */
+	if (s->txcode != 0 && !(s->chat && ended)) {
+		warnx0("%s", s->txmsg);
+		return (s->txcode);
+	}
+	if (got_signal && !closed) {
+		warnx0("interrupted before our CLOSE could be sent");
+		return (EXIT_RUNTIME);
 	}
 	if (ended)
 		status(0, s->chat ? "Peer left." : "Peer finished sending.");
@@ -1803,8 +1842,8 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 		uint8_t pkt[PROTO_HDRBYTES + 1];
 
 		if (send_data(&s, pkt, 0) != 0) {
-			warnx0("%s", s.msg);
-			status_code = s.code;
+			warnx0("%s", s.txcode != 0 ? s.txmsg : s.msg);
+			status_code = s.txcode != 0 ? s.txcode : s.code;
 			goto out;
 		}
 	}

@@ -29,8 +29,10 @@ suite() {
 
 suite unit ./test/unit test/vectors
 suite classic "$PY" test/classic.py
+suite noise "$PY" test/noise.py
 suite cli "$PY" test/cli.py
 suite terminal expect test/chat.exp
+suite docs sh test/docs.sh
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
