@@ -450,6 +450,7 @@ term_input(const uint8_t *in, size_t n, int *esc,
 		case '\n':
 			/* The typed line stays on screen, as in a shell; the
 			 * text stays in term.line, which only we write. */
+			term_redraw();
 			len = term.len;
 			term.len = 0;
 			(void)proto_write_full(STDOUT_FILENO, "\n> ", 3);
@@ -636,15 +637,14 @@ static int
 send_packet(struct session *s, uint8_t *pkt, size_t ptlen)
 {
 	uint64_t n = proto_cipher_nonce(s->tx);
-	int rc;
+	int rc, type = s->classic ? 0 : pkt[PROTO_HDRBYTES];
 
 	if ((rc = proto_seal(s->tx, pkt, ptlen)) != 0) {
 		session_fail(s, exit_for(rc, s->classic), "cannot send: %s",
 		    proto_strerror(rc));
 		return (-1);
 	}
-	trace_packet(s, "send", n, pkt, ptlen,
-	    s->classic ? 0 : pkt[PROTO_HDRBYTES]);
+	trace_packet(s, "send", n, pkt, ptlen, type);
 	if (proto_write_full(s->sock, pkt, PROTO_HDRBYTES + ptlen) != 0) {
 		/* The receiver usually learns why the connection died (a cut,
 		 * a refusal): its report, if it makes one, comes first. */

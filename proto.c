@@ -784,11 +784,13 @@ noise_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 	switch (hs->step) {
 	case 0:
 		trace(hs, "-> e", NULL, 0);
+		trace(hs, "message received", msg, msglen);
 		if ((rc = tok_e_read(hs, msg, msglen, &off)) != 0)
 			return (rc);
 		break;
 	case 1:
 		trace(hs, "<- e, ee, s, es", NULL, 0);
+		trace(hs, "message received", msg, msglen);
 		if ((rc = tok_e_read(hs, msg, msglen, &off)) != 0 ||
 		    (rc = tok_dh(hs, "ee")) != 0 ||
 		    (rc = tok_s_read(hs, msg, msglen, &off)) != 0 ||
@@ -797,6 +799,7 @@ noise_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 		break;
 	default:
 		trace(hs, hs->has_psk ? "-> s, se, psk" : "-> s, se", NULL, 0);
+		trace(hs, "message received", msg, msglen);
 		if ((rc = tok_s_read(hs, msg, msglen, &off)) != 0 ||
 		    (rc = tok_dh(hs, "se")) != 0)
 			return (rc);
@@ -833,8 +836,10 @@ proto_hs_write(struct proto_hs *hs, const uint8_t *payload, size_t plen,
 		rc = noise_write(hs, payload, plen, msg, msglen);
 	if (rc != 0)
 		hs->failed = 1;
-	else
+	else {
+		trace(hs, "message sent", msg, *msglen);
 		hs->step++;
+	}
 	return (rc);
 }
 
@@ -850,6 +855,7 @@ proto_hs_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 	if (hs->classic) {
 		trace(hs, hs->initiator ? "<- e (raw 32 bytes)" :
 		    "-> e (raw 32 bytes)", NULL, 0);
+		trace(hs, "message received", msg, msglen);
 		if (msglen != PROTO_KEYBYTES)
 			rc = PROTO_EBADMSG;
 		else {
