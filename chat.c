@@ -105,6 +105,9 @@ struct keys {
 	size_t nallow;
 	char known[PATH_MAX];		/* known_peers file (connector) */
 	char hostport[300];		/* known_peers name of the listener */
+	uint8_t *known_keys;		/* its keys there, 32 bytes each */
+	size_t nknown;
+	unsigned known_line;		/* the line of the first of them */
 };
 
 /* One connection, from handshake to the end of both directions. */
@@ -1348,19 +1351,19 @@ make_parents(const char *path)
 }
 
 /*
- * Read a small file whole into buf (at most len bytes).  With secret, the
- * file must be a regular file of ours that nobody else can read.  Return
- * the size, or -1 after reporting.
+ * Read a key file whole into buf (at most len bytes): a regular file of
+ * ours that nobody else can read, or with stdin_ok and path "-", standard
+ * input.  Return the size, or -1 after reporting.
  */
 static ssize_t
-read_small(const char *path, int secret, char *buf, size_t len)
+read_keyfile(const char *path, int stdin_ok, char *buf, size_t len)
 {
 	struct stat st;
 	ssize_t n, r;
 	char extra;
 	int fd;
 
-	if (strcmp(path, "-") == 0)
+	if (stdin_ok && strcmp(path, "-") == 0)
 		fd = STDIN_FILENO;
 	else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
 		warnx0("%s: %s", path, strerror(errno));
@@ -1370,7 +1373,7 @@ read_small(const char *path, int secret, char *buf, size_t len)
 		warnx0("%s: %s", path, strerror(errno));
 		goto fail;
 	}
-	if (secret && fd != STDIN_FILENO) {
+	if (fd != STDIN_FILENO) {
 		if (!S_ISREG(st.st_mode)) {
 			warnx0("%s: not a regular file", path);
 			goto fail;
@@ -1418,13 +1421,14 @@ fail:
 
 /* Load a secret key file (identity or PSK) into key.  0 or -1. */
 static int
-load_key(const char *path, uint8_t key[PROTO_KEYBYTES], const char *what)
+load_key(const char *path, int stdin_ok, uint8_t key[PROTO_KEYBYTES],
+    const char *what)
 {
 	char buf[PROTO_B64LEN + 2];
 	ssize_t n;
 	int rc;
 
-	if ((n = read_small(path, 1, buf, sizeof(buf))) == -1)
+	if ((n = read_keyfile(path, stdin_ok, buf, sizeof(buf))) == -1)
 		return (-1);
 	rc = proto_keyfile_parse(key, buf, (size_t)n);
 	sodium_memzero(buf, sizeof(buf));
@@ -1493,7 +1497,7 @@ load_identity(const char *path, struct keys *k)
 			    "%s", path, b64);
 		}
 	}
-	if (load_key(path, k->s, "private key") != 0)
+	if (load_key(path, 0, k->s, "private key") != 0)
 		return (-1);
 	(void)crypto_scalarmult_base(k->spub, k->s);
 	return (0);
@@ -1562,6 +1566,34 @@ for_each_line(const char *path, int (*fn)(void *, char *, unsigned), void *arg,
 	return (rc);
 }
 
+/* Append one key to a growing array of 32-byte keys. */
+static int
+keys_add(uint8_t **keys, size_t *n, const uint8_t key[PROTO_KEYBYTES])
+{
+	uint8_t *more;
+
+	if ((more = realloc(*keys, (*n + 1) * PROTO_KEYBYTES)) == NULL) {
+		warnx0("realloc: %s", strerror(errno));
+		return (-1);
+	}
+	memcpy(more + *n * PROTO_KEYBYTES, key, PROTO_KEYBYTES);
+	*keys = more;
+	(*n)++;
+	return (0);
+}
+
+static int
+keys_find(const uint8_t *keys, size_t n, const uint8_t key[PROTO_KEYBYTES])
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (sodium_memcmp(keys + i * PROTO_KEYBYTES, key,
+		    PROTO_KEYBYTES) == 0)
+			return (1);
+	return (0);
+}
+
 struct allow_ctx {
 	struct keys *k;
 	const char *path;
@@ -1571,58 +1603,38 @@ static int
 allow_line(void *arg, char *line, unsigned lineno)
 {
 	struct allow_ctx *a = arg;
+	uint8_t key[PROTO_KEYBYTES];
 	char *word, *rest;
-	uint8_t *more;
 
 	if (split_line(line, &word, &rest) == 1)
 		return (0);
-	if ((more = realloc(a->k->allow, (a->k->nallow + 1) *
-	    PROTO_KEYBYTES)) == NULL) {
-		warnx0("realloc: %s", strerror(errno));
-		return (-1);
-	}
-	a->k->allow = more;
-	if (proto_key_decode(more + a->k->nallow * PROTO_KEYBYTES, word,
-	    strlen(word)) != 0) {
+	if (proto_key_decode(key, word, strlen(word)) != 0) {
 		warnx0("%s:%u: not a public key: %.60s", a->path, lineno, word);
 		return (-1);
 	}
-	a->k->nallow++;
-	return (0);
+	return (keys_add(&a->k->allow, &a->k->nallow, key));
 }
 
-struct known_ctx {
-	const char *path;
-	const char *hostport;
-	const uint8_t *key;
-	int match;		/* a line with this host and this key */
-	unsigned changed;	/* the line with this host and another key */
-	uint8_t oldkey[PROTO_KEYBYTES];
-};
-
+/* One line of known_peers: keep the keys recorded for our listener. */
 static int
 known_line(void *arg, char *line, unsigned lineno)
 {
-	struct known_ctx *kc = arg;
-	char *word, *rest, *key, *tail;
-	uint8_t k[PROTO_KEYBYTES];
+	struct keys *k = arg;
+	uint8_t key[PROTO_KEYBYTES];
+	char *word, *rest, *b64, *tail;
 
 	if (split_line(line, &word, &rest) == 1)
 		return (0);
-	if (split_line(rest, &key, &tail) != 0 || *tail != '\0' ||
-	    proto_key_decode(k, key, strlen(key)) != 0) {
-		warnx0("%s:%u: expected \"HOST:PORT KEY\"", kc->path, lineno);
+	if (split_line(rest, &b64, &tail) != 0 || *tail != '\0' ||
+	    proto_key_decode(key, b64, strlen(b64)) != 0) {
+		warnx0("%s:%u: expected \"HOST:PORT KEY\"", k->known, lineno);
 		return (-1);
 	}
-	if (strcmp(word, kc->hostport) != 0)
+	if (strcmp(word, k->hostport) != 0)
 		return (0);
-	if (sodium_memcmp(k, kc->key, PROTO_KEYBYTES) == 0)
-		kc->match = 1;
-	else if (kc->changed == 0) {
-		kc->changed = lineno;
-		memcpy(kc->oldkey, k, PROTO_KEYBYTES);
-	}
-	return (0);
+	if (k->nknown == 0)
+		k->known_line = lineno;
+	return (keys_add(&k->known_keys, &k->nknown, key));
 }
 
 /* Append "HOST:PORT KEY" to the known_peers file, creating it. */
@@ -1663,9 +1675,7 @@ verify_peer(void *arg, const uint8_t rs[PROTO_KEYBYTES])
 {
 	struct verify_ctx *v = arg;
 	struct keys *k = v->k;
-	struct known_ctx kc;
 	char b64[PROTO_B64LEN + 1], old[PROTO_B64LEN + 1];
-	size_t i;
 
 	proto_key_encode(b64, rs);
 	if (k->has_peer && sodium_memcmp(rs, k->peer, PROTO_KEYBYTES) != 0) {
@@ -1673,39 +1683,24 @@ verify_peer(void *arg, const uint8_t rs[PROTO_KEYBYTES])
 		    "one --peer requires", b64);
 		return (-1);
 	}
-	if (k->allow != NULL) {
-		for (i = 0; i < k->nallow; i++)
-			if (sodium_memcmp(rs, k->allow + i * PROTO_KEYBYTES,
-			    PROTO_KEYBYTES) == 0)
-				break;
-		if (i == k->nallow) {
-			snprintf(v->why, sizeof(v->why), "peer key %s is not "
-			    "in the --allow list", b64);
-			return (-1);
-		}
+	if (k->allow != NULL && !keys_find(k->allow, k->nallow, rs)) {
+		snprintf(v->why, sizeof(v->why), "peer key %s is not in the "
+		    "--allow list", b64);
+		return (-1);
 	}
 	if (!v->initiator || k->has_peer)
 		return (0);
 
 	/* Trust on first use: the connector remembers listeners' keys. */
-	memset(&kc, 0, sizeof(kc));
-	kc.path = k->known;
-	kc.hostport = k->hostport;
-	kc.key = rs;
-	if (for_each_line(k->known, known_line, &kc, 1) != 0) {
-		snprintf(v->why, sizeof(v->why), "cannot check the peer's "
-		    "key against %s", k->known);
-		return (-1);
-	}
-	if (kc.match)
+	if (keys_find(k->known_keys, k->nknown, rs))
 		return (0);
-	if (kc.changed != 0) {
-		proto_key_encode(old, kc.oldkey);
+	if (k->nknown > 0) {
+		proto_key_encode(old, k->known_keys);
 		snprintf(v->why, sizeof(v->why), "REFUSING: the key of %s "
 		    "has CHANGED from %s (%s line %u) to %s; someone may be "
 		    "intercepting the connection. If the change is expected, "
 		    "delete that line.", k->hostport, old, k->known,
-		    kc.changed, b64);
+		    k->known_line, b64);
 		return (-1);
 	}
 	v->first_contact = 1;
@@ -1750,7 +1745,7 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 	char b64[PROTO_B64LEN + 1], code[PROTO_CODELEN + 1];
 	char shown[4 * PROTO_NAMEMAX + 1], sec[2 * PROTO_KEYBYTES + 1];
 	size_t plen = 0;
-	int rc, one = 1, status_code;
+	int rc, one = 1, status_code, closed;
 
 	memset(&s, 0, sizeof(s));
 	pthread_mutex_init(&s.mu, NULL);
@@ -1789,13 +1784,25 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 		goto out;
 	}
 	if (rc != 0) {
-		warnx0("handshake with %s failed: %s%s", peer,
-		    rc == PROTO_EEOF || rc == PROTO_ETRUNC ?
-		    "connection closed during the handshake" :
-		    proto_strerror(rc),
-		    rc == PROTO_EBADTAG && k->psk != NULL ?
-		    " (is the --psk the same on both sides?)" : "");
-		status_code = exit_for(rc, o->classic);
+		/*
+		 * A peer that ends the connection during the handshake refused
+		 * it (or someone cut it): either way the handshake failed, and
+		 * no data was exchanged.
+		 */
+		closed = rc == PROTO_EEOF || rc == PROTO_ETRUNC ||
+		    (rc == PROTO_EERRNO && (errno == ECONNRESET ||
+		    errno == EPIPE));
+		if (closed)
+			warnx0("handshake with %s failed: the connection closed "
+			    "during the handshake%s", peer, o->classic ? "" :
+			    " (the peer refused it: a different --psk?)");
+		else
+			warnx0("handshake with %s failed: %s%s", peer,
+			    proto_strerror(rc), !o->classic &&
+			    (rc == PROTO_EBADTAG || rc == PROTO_EBADMSG) ?
+			    " (a different --psk on each side, or tampering)" :
+			    "");
+		status_code = closed ? EXIT_SECURITY : exit_for(rc, 1);
 		goto out;
 	}
 	if ((rc = proto_hs_split(hs, &s.tx, &s.rx)) != 0) {
@@ -1950,7 +1957,7 @@ pubkey(const char *path)
 		warnx0("sodium_malloc: %s", strerror(errno));
 		return (EXIT_RUNTIME);
 	}
-	rc = load_key(path, priv, "private key");
+	rc = load_key(path, 1, priv, "private key");
 	if (rc == 0)
 		(void)crypto_scalarmult_base(pub, priv);
 	sodium_free(priv);
@@ -2065,7 +2072,11 @@ parse_opts(int argc, char **argv, struct opts *o)
 
 			if (flags & bit)
 				return (usage_error("%s given twice",
-				    argv[optind - 1]));
+				    ch == OPT_CLASSIC ? "--classic" :
+				    ch == OPT_KEYGEN ? "--keygen" :
+				    ch == OPT_PUBKEY ? "--pubkey" :
+				    ch == 'k' ? "-k" : ch == '4' ? "-4" :
+				    ch == '6' ? "-6" : "-q"));
 			flags |= bit;
 			break;
 		}
@@ -2082,11 +2093,14 @@ parse_opts(int argc, char **argv, struct opts *o)
 			return (usage_error("%s needs an argument",
 			    argv[optind - 1]));
 		default:
-			if (optopt != 0)
+			/* A long option, or one given an argument it does not
+			 * take, is named as it was written. */
+			if (optopt > 0 && optopt < 256 &&
+			    argv[optind - 1][1] != '-')
 				return (usage_error("unknown option -%c",
 				    optopt));
-			return (usage_error("unknown option %s",
-			    argv[optind - 1]));
+			return (usage_error("unknown option, or an argument "
+			    "it does not take: %s", argv[optind - 1]));
 		}
 		if (rc != 0)
 			return (rc);
@@ -2194,7 +2208,7 @@ setup_keys(const struct opts *o, struct keys *k, const char *host,
 			warnx0("sodium_malloc: %s", strerror(errno));
 			return (EXIT_RUNTIME);
 		}
-		if (load_key(o->psk, k->psk, "pre-shared key") != 0)
+		if (load_key(o->psk, 0, k->psk, "pre-shared key") != 0)
 			return (EXIT_RUNTIME);
 	}
 	if (o->allow != NULL) {
@@ -2215,6 +2229,9 @@ setup_keys(const struct opts *o, struct keys *k, const char *host,
 			return (EXIT_RUNTIME);
 		else
 			strcat(k->known, "/known_peers");
+		if (!k->has_peer &&
+		    for_each_line(k->known, known_line, k, 1) != 0)
+			return (EXIT_RUNTIME);
 	}
 	return (0);
 }
@@ -2275,5 +2292,6 @@ main(int argc, char **argv)
 	sodium_free(k.s);
 	sodium_free(k.psk);
 	free(k.allow);
+	free(k.known_keys);
 	return (rc);
 }
