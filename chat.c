@@ -125,6 +125,7 @@ struct session {
 	pthread_cond_t cv;
 	int tx_done, rx_done;
 	int stop;		/* main asks the sender to finish */
+	int ending;		/* main is closing the socket: not a failure */
 	int code;		/* first failure's exit status, or 0 */
 	char msg[512];		/* first failure's message */
 	int txcode;		/* the socket refused our data, or 0 */
@@ -333,10 +334,14 @@ term_start(void)
 	if (tcgetattr(STDIN_FILENO, &term.saved) != 0)
 		return (-1);
 	t = term.saved;
-	/* Keep ISIG (Ctrl-C ends the session cleanly), ICRNL and OPOST. */
+	/*
+	 * Keep ISIG (Ctrl-C ends the session cleanly), ICRNL and OPOST; but
+	 * no suspending, which would leave the shell a raw terminal.
+	 */
 	t.c_lflag &= ~(tcflag_t)(ICANON | ECHO | IEXTEN);
 	t.c_cc[VMIN] = 1;
 	t.c_cc[VTIME] = 0;
+	t.c_cc[VSUSP] = _POSIX_VDISABLE;
 	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) != 0)
 		return (-1);
 	cs = setlocale(LC_CTYPE, "");
@@ -457,6 +462,9 @@ term_input(const uint8_t *in, size_t n, int *esc,
 			len = term.len;
 			term.len = 0;
 			(void)proto_write_full(STDOUT_FILENO, "\n> ", 3);
+			/* Like the original, an empty line sends nothing. */
+			if (len == 0)
+				break;
 			pthread_mutex_unlock(&term.mu);
 			rc = send_line(arg, term.line, len);
 			pthread_mutex_lock(&term.mu);
@@ -536,6 +544,7 @@ catch_signals(int on)
 	(void)sigaction(SIGINT, &sa, NULL);
 	(void)sigaction(SIGTERM, &sa, NULL);
 	(void)sigaction(SIGHUP, &sa, NULL);
+	(void)sigaction(SIGQUIT, &sa, NULL);
 }
 
 static void
@@ -559,7 +568,7 @@ session_fail(struct session *s, int code, const char *fmt, ...)
 	va_list ap;
 
 	pthread_mutex_lock(&s->mu);
-	if (s->code == 0) {
+	if (s->code == 0 && !s->ending) {
 		s->code = code;
 		va_start(ap, fmt);
 		vsnprintf(s->msg, sizeof(s->msg), fmt, ap);
@@ -1065,6 +1074,8 @@ session_run(struct session *s)
 	ended = s->rx_done;
 	closed = s->tx_done && s->txcode == 0;
 	s->stop = 1;
+	/* What the threads see once the socket is shut is our doing. */
+	s->ending = 1;
 	pthread_mutex_unlock(&s->mu);
 
 	/* Unblock whichever thread is still waiting, then collect both. */
