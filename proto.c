@@ -335,14 +335,16 @@ proto_seal(struct proto_cipher *c, uint8_t *pkt, size_t ptlen)
 	uint8_t *tag = nonce + PROTO_NONCEBYTES;
 	uint8_t *body = pkt + PROTO_HDRBYTES;
 
-	if (ptlen > PROTO_MAXPLAIN)
+	/* A default packet always holds at least its type byte. */
+	if (ptlen > PROTO_MAXPLAIN || (ptlen == 0 && !c->classic))
 		return (PROTO_EBADLEN);
 	/*
 	 * Counter nonces stop short of 2^64-1, which Rekey() uses.  Random
 	 * 96-bit nonces are safe for 2^32 packets under one key (NIST SP
-	 * 800-38D); classic has no rekeying, so it stops there.
+	 * 800-38D); classic has no rekeying and both directions share its
+	 * key, so each direction stops at 2^31.
 	 */
-	if (c->n == (c->classic ? (uint64_t)1 << 32 : UINT64_MAX))
+	if (c->n == (c->classic ? (uint64_t)1 << 31 : UINT64_MAX))
 		return (PROTO_ENONCES);
 	store32_be(pkt, (uint32_t)(PROTO_NONCEBYTES + PROTO_TAGBYTES + ptlen));
 	if (c->classic)

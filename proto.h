@@ -189,7 +189,7 @@ int proto_cipher_rekey_due(const struct proto_cipher *c, int64_t now);
 /*
  * proto_seal(c, pkt, ptlen):
  * pkt holds PROTO_HDRBYTES of room followed by ptlen <= PROTO_MAXPLAIN
- * bytes of plaintext.  Fill in the length prefix, nonce and tag, and
+ * bytes of plaintext (at least 1, its type byte, unless classic).  Fill in the length prefix, nonce and tag, and
  * encrypt the plaintext in place: pkt then holds the whole packet,
  * PROTO_HDRBYTES + ptlen bytes.  Return 0 or a PROTO_E* code.
  */
@@ -316,8 +316,8 @@ typedef int proto_verify_fn(void *arg, const uint8_t rs[PROTO_KEYBYTES]);
  * length | message" and classic ones as the bare 32-byte keys.  Send name
  * (namelen <= PROTO_NAMEMAX bytes) as our payload and store the peer's in
  * peername (room for PROTO_NAMEMAX bytes) and its length in *peernamelen.
- * Call verify, if not NULL, as soon as the peer's static key is known.
- * Give up at deadline (proto_now_ms() reading; 0 means never).  Return 0
+ * Call verify, if not NULL, as soon as the peer's static key is known
+ * (never in classic, which has no static keys).  Give up at deadline (proto_now_ms() reading; 0 means never).  Return 0
  * or a PROTO_E* code (PROTO_EREJECT when verify refused).
  */
 int proto_handshake(int fd, struct proto_hs *hs, const uint8_t *name,

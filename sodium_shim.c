@@ -19,10 +19,14 @@ crypto_kdf_hkdf_sha256_extract(
     const unsigned char *salt, size_t salt_len,
     const unsigned char *ikm, size_t ikm_len)
 {
+	static const unsigned char zeros[crypto_kdf_hkdf_sha256_KEYBYTES];
 	crypto_auth_hmacsha256_state st;
 
-	/* An absent salt is HashLen zero bytes; HMAC pads a short key with
-	 * zeros, so the empty key is the same thing. */
+	/* An absent salt is HashLen zero bytes (RFC 5869, section 2.2). */
+	if (salt == NULL) {
+		salt = zeros;
+		salt_len = sizeof(zeros);
+	}
 	crypto_auth_hmacsha256_init(&st, salt, salt_len);
 	crypto_auth_hmacsha256_update(&st, ikm, ikm_len);
 	crypto_auth_hmacsha256_final(&st, prk);
