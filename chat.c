@@ -708,6 +708,7 @@ send_data(struct session *s, uint8_t *pkt, size_t bodylen)
 struct sender {
 	struct session *s;
 	uint8_t *pkt;		/* PROTO_MAXPKT bytes */
+	int split;		/* classic: the last line sent had no newline */
 };
 
 /* Chat mode: one typed line is one packet (with its newline, by default). */
@@ -743,9 +744,14 @@ send_lines(struct sender *sd, uint8_t *buf, size_t *have, int eof)
 			len = *have - start;
 		else
 			break;
-		memcpy(sd->pkt + PROTO_HDRBYTES, buf + start, len);
-		if (send_data(sd->s, sd->pkt, len) != 0)
-			return (-1);
+		/* A line that filled whole packets ends with its newline
+		 * alone: that is not one more (empty) line. */
+		if (len > 0 || nl == NULL || !sd->split) {
+			memcpy(sd->pkt + PROTO_HDRBYTES, buf + start, len);
+			if (send_data(sd->s, sd->pkt, len) != 0)
+				return (-1);
+		}
+		sd->split = (nl == NULL);
 		start += len + (nl != NULL);
 	}
 	memmove(buf, buf + start, *have - start);
@@ -787,7 +793,7 @@ static void *
 sender_main(void *arg)
 {
 	struct session *s = arg;
-	struct sender sd = { s, NULL };
+	struct sender sd = { s, NULL, 0 };
 	uint8_t *in = NULL;
 	size_t have = 0, room;
 	ssize_t r;
@@ -900,12 +906,15 @@ recv_packet(struct session *s, uint8_t *pkt, size_t *ptlen, int first)
 	/* Classic has no CLOSE: the end of TCP between packets is the end. */
 	if (rc == PROTO_EEOF && s->classic)
 		return (1);
-	if (rc == 0 && (rc = proto_open_len(s->rx, pkt, &len)) == 0 &&
-	    (rc = proto_read_full(s->sock, pkt + PROTO_LENBYTES, len,
-	    0)) == PROTO_EEOF)
-		rc = PROTO_ETRUNC;
 	if (rc == PROTO_EERRNO && errno == ECONNRESET && !s->classic)
 		rc = PROTO_ETRUNC;
+	if (rc == 0 && (rc = proto_open_len(s->rx, pkt, &len)) == 0) {
+		/* Inside a packet, any end of the stream truncates it. */
+		rc = proto_read_full(s->sock, pkt + PROTO_LENBYTES, len, 0);
+		if (rc == PROTO_EEOF ||
+		    (rc == PROTO_EERRNO && errno == ECONNRESET))
+			rc = PROTO_ETRUNC;
+	}
 	if (rc == 0 && (rc = proto_open(s->rx, pkt, PROTO_LENBYTES + len,
 	    ptlen)) == 0)
 		return (0);
@@ -940,7 +949,8 @@ receiver_main(void *arg)
 	uint64_t n;
 	int rc, type, first = 1;
 
-	if ((pkt = malloc(PROTO_MAXPKT)) == NULL) {
+	/* One byte more than a packet: classic adds a newline after it. */
+	if ((pkt = malloc(PROTO_MAXPKT + 1)) == NULL) {
 		session_fail(s, EXIT_RUNTIME, "malloc: %s", strerror(errno));
 		goto done;
 	}
@@ -1003,7 +1013,7 @@ stdout_failed:
 	session_fail(s, EXIT_RUNTIME, "write to stdout: %s", strerror(errno));
 done:
 	if (pkt != NULL)
-		sodium_memzero(pkt, PROTO_MAXPKT);
+		sodium_memzero(pkt, PROTO_MAXPKT + 1);
 	free(pkt);
 	session_done(s, &s->rx_done);
 	return (NULL);
