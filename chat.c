@@ -1790,7 +1790,8 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 	}
 	if ((hs = proto_hs_new(&hp)) == NULL) {
 		warnx0("proto_hs_new: %s", strerror(errno));
-		return (EXIT_RUNTIME);
+		status_code = EXIT_RUNTIME;
+		goto out;
 	}
 	memset(&v, 0, sizeof(v));
 	v.k = k;
@@ -1816,7 +1817,8 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 		if (closed)
 			warnx0("handshake with %s failed: the connection closed "
 			    "during the handshake%s", peer, o->classic ? "" :
-			    " (the peer refused it: a different --psk?)");
+			    " (the peer refused our key or --psk, or the "
+			    "connection was cut)");
 		else
 			warnx0("handshake with %s failed: %s%s", peer,
 			    proto_strerror(rc), !o->classic &&
