@@ -900,14 +900,17 @@ static int
 recv_packet(struct session *s, uint8_t *pkt, size_t *ptlen, int first)
 {
 	size_t len;
-	int rc;
+	int rc, refused;
 
 	rc = proto_read_full(s->sock, pkt, PROTO_LENBYTES, 0);
 	/* Classic has no CLOSE: the end of TCP between packets is the end. */
 	if (rc == PROTO_EEOF && s->classic)
 		return (1);
 	if (rc == PROTO_EERRNO && errno == ECONNRESET && !s->classic)
-		rc = PROTO_ETRUNC;
+		rc = PROTO_EEOF;
+	/* A listener that ends the connection before its first packet has
+	 * refused us after the handshake (our key, or our PSK). */
+	refused = rc == PROTO_EEOF && first && s->initiator;
 	if (rc == 0 && (rc = proto_open_len(s->rx, pkt, &len)) == 0) {
 		/* Inside a packet, any end of the stream truncates it. */
 		rc = proto_read_full(s->sock, pkt + PROTO_LENBYTES, len, 0);
@@ -919,8 +922,7 @@ recv_packet(struct session *s, uint8_t *pkt, size_t *ptlen, int first)
 	    ptlen)) == 0)
 		return (0);
 
-	if ((rc == PROTO_EEOF || rc == PROTO_ETRUNC) && first &&
-	    s->initiator && !s->classic)
+	if (refused)
 		session_fail(s, EXIT_SECURITY, "the listener closed the "
 		    "connection after the handshake: it refused our key or "
 		    "our pre-shared key");

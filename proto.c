@@ -769,7 +769,8 @@ noise_write(struct proto_hs *hs, const uint8_t *payload, size_t plen,
 			mix_key_and_hash(hs, hs->psk, sizeof(hs->psk));
 		break;
 	}
-	trace(hs, "payload", payload, plen);
+	/* A NULL buffer would read as a heading in the trace. */
+	trace(hs, "payload", plen > 0 ? payload : (const uint8_t *)"", plen);
 	if ((rc = encrypt_and_hash(hs, payload, plen, msg + off, &n)) != 0)
 		return (rc);
 	*msglen = off + n;
