@@ -23,7 +23,9 @@ TESTS = test/unit
 
 # Debian/Ubuntu packages: what the build needs, and what the tests need.
 BUILD_PKGS = libsodium-dev pkg-config
-CHECK_PKGS = expect python3-cryptography python3-dissononce groff-base
+CHECK_PKGS = expect python3-cryptography python3-dissononce groff-base \
+	valgrind
+SAN_PKGS = clang libclang-rt-dev
 
 all: build-deps
 	@$(MAKE) --no-print-directory $(PROG)
@@ -44,6 +46,23 @@ build-deps:
 check-deps:
 	@sh test/deps.sh $(CHECK_PKGS)
 
+san-deps:
+	@sh test/deps.sh $(SAN_PKGS)
+
+# The whole test suite again with sanitizers, each from a clean tree.
+SAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -fno-sanitize-recover=all
+check-asan: san-deps
+	$(MAKE) clean
+	$(MAKE) check CC=clang CFLAGS="$(SAN_CFLAGS) -fsanitize=address,undefined" \
+	    LDFLAGS="-fsanitize=address,undefined"
+	$(MAKE) clean
+
+check-tsan: san-deps
+	$(MAKE) clean
+	$(MAKE) check CC=clang CFLAGS="$(SAN_CFLAGS) -fsanitize=thread" \
+	    LDFLAGS="-fsanitize=thread"
+	$(MAKE) clean
+
 install: all
 	$(INSTALL) -d -m 755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	$(INSTALL) -m 755 $(PROG) $(DESTDIR)$(BINDIR)/$(PROG)
@@ -52,6 +71,7 @@ install: all
 clean:
 	rm -f $(PROG) $(TESTS) *.o *.d test/*.o test/*.d
 
-.PHONY: all check build-deps check-deps install clean
+.PHONY: all check check-asan check-tsan build-deps check-deps san-deps \
+	install clean
 
 -include $(OBJS:.o=.d) test/unit.d

@@ -30,6 +30,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,8 +143,8 @@ static struct {
 	int utf8;		/* the locale encodes UTF-8 */
 } term = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
-/* Written by signal handlers, read by the sender through wakefd. */
-static volatile sig_atomic_t got_signal;
+/* Written by signal handlers, read by every thread: a lock-free atomic. */
+static atomic_int got_signal;
 static int wakefd[2] = { -1, -1 };
 
 static int verbosity;

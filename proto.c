@@ -769,8 +769,7 @@ noise_write(struct proto_hs *hs, const uint8_t *payload, size_t plen,
 			mix_key_and_hash(hs, hs->psk, sizeof(hs->psk));
 		break;
 	}
-	/* A NULL buffer would read as a heading in the trace. */
-	trace(hs, "payload", plen > 0 ? payload : (const uint8_t *)"", plen);
+	trace(hs, "payload", payload, plen);
 	if ((rc = encrypt_and_hash(hs, payload, plen, msg + off, &n)) != 0)
 		return (rc);
 	*msglen = off + n;
@@ -825,6 +824,12 @@ proto_hs_write(struct proto_hs *hs, const uint8_t *payload, size_t plen,
 
 	if (proto_hs_next(hs) != PROTO_HS_WRITE)
 		return (PROTO_ESTATE);
+	/* No payload is an empty one: memcpy() and friends want a pointer. */
+	if (payload == NULL) {
+		if (plen != 0)
+			return (PROTO_ESTATE);
+		payload = (const uint8_t *)"";
+	}
 	if (hs->classic) {
 		if (plen != 0)
 			return (PROTO_ESTATE);
