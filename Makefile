@@ -63,6 +63,15 @@ check-tsan: san-deps
 	    LDFLAGS="-fsanitize=thread"
 	$(MAKE) clean
 
+# The unit tests under valgrind (a whole session runs under it in check).
+check-valgrind: check-deps
+	@$(MAKE) --no-print-directory test/unit
+	valgrind -q --leak-check=full --error-exitcode=1 ./test/unit test/vectors
+
+# Resource bounds at full size: 10 GiB through one session, 1,000 sessions.
+bounds: all check-deps
+	BOUNDS_GIB=10 BOUNDS_SESSIONS=1000 /usr/bin/python3 test/bounds.py
+
 install: all
 	$(INSTALL) -d -m 755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	$(INSTALL) -m 755 $(PROG) $(DESTDIR)$(BINDIR)/$(PROG)
@@ -71,7 +80,7 @@ install: all
 clean:
 	rm -f $(PROG) $(TESTS) *.o *.d test/*.o test/*.d
 
-.PHONY: all check check-asan check-tsan build-deps check-deps san-deps \
-	install clean
+.PHONY: all check check-asan check-tsan check-valgrind bounds build-deps \
+	check-deps san-deps install clean
 
 -include $(OBJS:.o=.d) test/unit.d

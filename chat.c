@@ -170,6 +170,8 @@ vsay(int fd, const char *prefix, const char *fmt, va_list ap)
 	if (term.raw)
 		term_redraw();
 	pthread_mutex_unlock(&term.mu);
+	/* With -vv the line may hold a key. */
+	sodium_memzero(buf, sizeof(buf));
 }
 
 /* A status line on stderr, shown if -v was given at least level times. */
@@ -852,6 +854,10 @@ sender_main(void *arg)
 	else
 		(void)shutdown(s->sock, SHUT_WR);
 done:
+	if (in != NULL)
+		sodium_memzero(in, PROTO_MAXPLAIN);
+	if (sd.pkt != NULL)
+		sodium_memzero(sd.pkt, PROTO_MAXPKT);
 	free(in);
 	free(sd.pkt);
 	session_done(s, &s->tx_done);
@@ -1869,6 +1875,12 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 	}
 	proto_hs_free(hs);
 	hs = NULL;
+	/* Without -k no other handshake will need our secrets. */
+	if (!o->keep) {
+		sodium_free(k->s);
+		sodium_free(k->psk);
+		k->s = k->psk = NULL;
+	}
 
 	/* The listener's first packet tells the connector it was accepted. */
 	if (!o->classic && !s.initiator) {

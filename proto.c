@@ -317,6 +317,7 @@ proto_cipher_rekey(struct proto_cipher *c)
 	    sizeof(zeros), NULL, 0, NULL, nonce, &c->st);
 	cipher_key(c, nk);
 	sodium_memzero(nk, sizeof(nk));
+	sodium_memzero(tag, sizeof(tag));
 	return (0);
 }
 

@@ -32,6 +32,7 @@ suite classic "$PY" test/classic.py
 suite noise "$PY" test/noise.py
 suite cli "$PY" test/cli.py
 suite terminal expect test/chat.exp
+suite bounds "$PY" test/bounds.py
 suite docs sh test/docs.sh
 
 echo "$passed passed, $failed failed"

@@ -1,0 +1,232 @@
+"""Resource bounds and memory hygiene of whole sessions.
+
+- One full session, both processes under valgrind --leak-check=full:
+  no error and no leak.
+- A long transfer: the resident memory of both processes stays flat (and
+  under 4 MiB) from the first second to the last byte.
+- Many sequential sessions on one -k listener: it ends with the same file
+  descriptors and (within a page or two) the same memory as it started.
+
+BOUNDS_GIB (default 1) and BOUNDS_SESSIONS (default 200) size the last two;
+'make bounds' runs them at 10 GiB and 1,000 sessions.  Figures go to
+stdout as lines starting with "figure:"."""
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+from harness import BIN, LISTENING, Home, Proc, check, finish, listen
+
+GIB = int(os.environ.get("BOUNDS_GIB", "1"))
+SESSIONS = int(os.environ.get("BOUNDS_SESSIONS", "200"))
+RSS_LIMIT_KIB = 4096
+# Growth tolerated once warm: a few pages of allocator bookkeeping.
+SLACK_KIB = 64
+
+
+def status_kib(pid, field):
+    """A 'kB' field of /proc/PID/status, or None once the process is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def valgrind_session():
+    """Both ends of a session with data both ways under valgrind."""
+    what = "one full session under valgrind: no error, no leak, both ends"
+    valgrind = shutil.which("valgrind")
+    with open(BIN, "rb") as f:
+        image = f.read()
+    if b"__asan_init" in image or b"__tsan_init" in image:
+        sys.stderr.write("not run (valgrind cannot run a sanitizer build): "
+                         "%s\n" % what)
+        return
+    if valgrind is None:
+        check(what, False, "valgrind is not installed")
+        return
+    cmd = [valgrind, "-q", "--leak-check=full", "--errors-for-leak-kinds=all",
+           "--error-exitcode=99", BIN]
+    hl, hc = Home(), Home()
+    ldata, cdata = os.urandom(300000), os.urandom(200000)
+    lin, cin = stdin_with(hl, ldata), stdin_with(hc, cdata)
+    lp = Proc(["-l", "127.0.0.1:0"], hl, stdin=lin, cmd=cmd)
+    port = wait_port(lp, 30)
+    cp = Proc(["-c", "127.0.0.1:%d" % port, "-w", "30"], hc, stdin=cin,
+              cmd=cmd) if port else None
+    crc = cp.wait(60) if cp else None
+    lrc = lp.wait(60)
+    ok = (port is not None and lrc == 0 and crc == 0 and
+          lp.out() == cdata and cp.out() == ldata)
+    check(what, ok, "listener %s, connector %s; %s" % (
+        lrc, crc, (lp.err() + (cp.err() if cp else ""))[-600:]))
+    lin.close()
+    cin.close()
+    hl.cleanup()
+    hc.cleanup()
+
+
+def stdin_with(home, data):
+    path = home.path("stdin")
+    with open(path, "wb") as f:
+        f.write(data)
+    return open(path, "rb")
+
+
+def wait_port(proc, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = LISTENING.search(proc.err())
+        if m:
+            return int(m.group(2))
+        if not proc.alive():
+            return None
+        time.sleep(0.05)
+    return None
+
+
+class Sampler(threading.Thread):
+    """Samples VmRSS of some pids every 100 ms while they run."""
+
+    def __init__(self, pids):
+        super().__init__(daemon=True)
+        self.samples = {pid: [] for pid in pids}
+        self.stop = threading.Event()
+
+    def run(self):
+        start = time.monotonic()
+        while not self.stop.is_set():
+            for pid, s in self.samples.items():
+                kib = status_kib(pid, "VmRSS")
+                if kib is not None:
+                    s.append((time.monotonic() - start, kib))
+            self.stop.wait(0.1)
+
+
+def flat_memory():
+    """GIB GiB of zeros from connector to listener, like 'nc < file'."""
+    home_l, home_c = Home(), Home()
+    size = GIB << 30
+    errf = open(home_l.path("stderr"), "w+b")
+    lp = subprocess.Popen([BIN, "-l", "127.0.0.1:0"], env=home_l.env,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=errf)
+    # cmp reads what arrives against zeros and says where it ended.
+    drain = subprocess.Popen(["cmp", "-", "/dev/zero"], stdin=lp.stdout,
+                             stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+    lp.stdout.close()
+    port = None
+    deadline = time.monotonic() + 5
+    while port is None and time.monotonic() < deadline:
+        errf.seek(0)
+        m = LISTENING.search(errf.read().decode())
+        port = int(m.group(2)) if m else None
+        time.sleep(0.02)
+    feeder = subprocess.Popen(["head", "-c", str(size), "/dev/zero"],
+                              stdout=subprocess.PIPE)
+    cp = Proc(["-c", "127.0.0.1:%d" % port], home_c, stdin=feeder.stdout)
+    feeder.stdout.close()
+    sampler = Sampler([lp.pid, cp.p.pid])
+    sampler.start()
+    started = time.monotonic()
+    crc = cp.wait(60 + 30 * GIB)
+    try:
+        lrc = lp.wait(30)
+    except subprocess.TimeoutExpired:
+        lp.kill()
+        lrc = lp.wait()
+    took = time.monotonic() - started
+    sampler.stop.set()
+    sampler.join()
+    said = drain.communicate(timeout=10)[0].decode()
+    feeder.wait()
+    whole = "EOF on - after byte %d," % size in said
+    check("%d GiB through one session arrive whole" % GIB,
+          lrc == 0 and crc == 0 and whole,
+          "listener %s, connector %s, cmp said %r" % (lrc, crc, said))
+    print("figure: %d GiB in %.1f s (%.0f MB/s)" % (GIB, took,
+                                                   size / took / 1e6))
+    for who, pid in (("listener", lp.pid), ("connector", cp.p.pid)):
+        s = sampler.samples[pid]
+        # "Warm" is the first sample a second in (or the first at all).
+        warm = next((kib for t, kib in s if t >= 1.0), s[0][1] if s else 0)
+        peak = max((kib for _, kib in s), default=0)
+        print("figure: %s RSS over %d GiB: %d KiB after 1 s, peak %d KiB, "
+              "%d samples" % (who, GIB, warm, peak, len(s)))
+        check("%s memory stays flat over %d GiB (peak within %d KiB of the "
+              "first second)" % (who, GIB, SLACK_KIB),
+              len(s) >= 3 and peak - warm <= SLACK_KIB,
+              "after 1 s %d KiB, peak %d KiB" % (warm, peak))
+        check("%s peak RSS at most %d KiB" % (who, RSS_LIMIT_KIB),
+              0 < peak <= RSS_LIMIT_KIB, "peak %d KiB" % peak)
+    errf.close()
+    home_l.cleanup()
+    home_c.cleanup()
+
+
+def many_sessions():
+    """SESSIONS sessions, one after the other, on one -k listener."""
+    if os.geteuid() != 0:
+        # x25519chat makes itself non-dumpable (no core dumps), which
+        # also closes its /proc/PID/fd to everyone but root.
+        sys.stderr.write("not run (reading another process's /proc/PID/fd "
+                         "needs root): sequential sessions\n")
+        return
+    home_l, home_c = Home(), Home()
+    lp, port = listen(home_l, ["-k"])
+    pid = lp.p.pid
+    warm_at = min(20, SESSIONS // 2)
+    before = fds_before = None
+    failures = []
+    started = time.monotonic()
+    for i in range(SESSIONS):
+        if i == warm_at:
+            before, fds_before = status_kib(pid, "VmRSS"), fd_count(pid)
+        cp = Proc(["-c", "127.0.0.1:%d" % port], home_c,
+                  stdin=subprocess.DEVNULL)
+        if cp.wait(10) != 0:
+            failures.append((i, cp.rc, cp.err()[-200:]))
+            if len(failures) > 3:
+                break
+    took = time.monotonic() - started
+    time.sleep(0.2)
+    after, fds_after = status_kib(pid, "VmRSS"), fd_count(pid)
+    alive = lp.alive()
+    lp.kill()
+    print("figure: %d sequential sessions in %.1f s; listener RSS %s KiB "
+          "after %d, %s KiB after all; fds %s then %s" % (
+              SESSIONS, took, before, warm_at, after, fds_before, fds_after))
+    check("%d sequential sessions on one -k listener all end cleanly"
+          % SESSIONS, alive and not failures, "failures %r" % failures[:3])
+    check("no file descriptor leaked over %d sessions" % SESSIONS,
+          fds_before is not None and fds_before == fds_after,
+          "fds %s then %s" % (fds_before, fds_after))
+    check("no memory leaked over %d sessions (RSS within %d KiB)"
+          % (SESSIONS, SLACK_KIB),
+          before is not None and after is not None and
+          after - before <= SLACK_KIB, "RSS %s then %s KiB" % (before, after))
+    home_l.cleanup()
+    home_c.cleanup()
+
+
+def main():
+    valgrind_session()
+    flat_memory()
+    many_sessions()
+    finish()
+
+
+if __name__ == "__main__":
+    main()
