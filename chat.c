@@ -53,7 +53,8 @@
 
 #define PROG		"x25519chat"
 #define DEFAULT_WAIT	10
-#define LINEMAX		(PROTO_MAXPLAIN - 1)	/* a typed line, '\n' fits */
+/* A typed line: its packet also holds the type byte and the newline. */
+#define LINEMAX		(PROTO_MAXPLAIN - 2)
 #define SHOWMAX		4096		/* a received chat line shown at once */
 
 static const char usage_text[] =
@@ -109,6 +110,8 @@ struct keys {
 	uint8_t *known_keys;		/* its keys there, 32 bytes each */
 	size_t nknown;
 	unsigned known_line;		/* the line of the first of them */
+	char idpath[PATH_MAX];		/* the default identity */
+	int create;			/* which does not exist yet */
 };
 
 /* One connection, from handshake to the end of both directions. */
@@ -209,9 +212,9 @@ usage_error(const char *fmt, ...)
 	return (EXIT_USAGE);
 }
 
-/* Exit status for a PROTO_E* code. */
+/* Exit status for a PROTO_E* code met after the handshake. */
 static int
-exit_for(int err, int classic)
+exit_for(int err)
 {
 
 	switch (err) {
@@ -220,8 +223,7 @@ exit_for(int err, int classic)
 		return (EXIT_RUNTIME);
 	case PROTO_EEOF:
 	case PROTO_ETRUNC:
-		/* Classic has no authenticated end: a cut is a short packet. */
-		return (classic ? EXIT_SECURITY : EXIT_CUT);
+		return (EXIT_CUT);
 	default:
 		return (EXIT_SECURITY);
 	}
@@ -363,9 +365,14 @@ term_stop(void)
 {
 
 	pthread_mutex_lock(&term.mu);
-	if (term.raw)
+	if (term.raw) {
 		(void)proto_write_full(STDOUT_FILENO, "\r\033[K", 4);
+		/* What was typed after the end must not reach the shell. */
+		(void)tcflush(STDIN_FILENO, TCIFLUSH);
+	}
 	term_restore();
+	sodium_memzero(term.line, sizeof(term.line));
+	term.len = 0;
 	pthread_mutex_unlock(&term.mu);
 }
 
@@ -536,18 +543,29 @@ on_signal(int sig)
 	errno = saved;
 }
 
+/*
+ * Catch the ending signals during a session (on), or put back what was
+ * there before (off).  An ignored SIGHUP stays ignored, so that nohup keeps
+ * working.
+ */
 static void
 catch_signals(int on)
 {
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+	static struct sigaction saved[4];
 	struct sigaction sa;
+	size_t i;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on ? on_signal : SIG_DFL;
+	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
-	(void)sigaction(SIGINT, &sa, NULL);
-	(void)sigaction(SIGTERM, &sa, NULL);
-	(void)sigaction(SIGHUP, &sa, NULL);
-	(void)sigaction(SIGQUIT, &sa, NULL);
+	for (i = 0; i < 4; i++) {
+		if (!on)
+			(void)sigaction(sigs[i], &saved[i], NULL);
+		else if (sigaction(sigs[i], NULL, &saved[i]) == 0 &&
+		    (sigs[i] != SIGHUP || saved[i].sa_handler != SIG_IGN))
+			(void)sigaction(sigs[i], &sa, NULL);
+	}
 }
 
 static void
@@ -655,7 +673,7 @@ send_packet(struct session *s, uint8_t *pkt, size_t ptlen)
 	int rc, type = s->classic ? 0 : pkt[PROTO_HDRBYTES];
 
 	if ((rc = proto_seal(s->tx, pkt, ptlen)) != 0) {
-		session_fail(s, exit_for(rc, s->classic), "cannot send: %s",
+		session_fail(s, exit_for(rc), "cannot send: %s",
 		    proto_strerror(rc));
 		return (-1);
 	}
@@ -668,8 +686,10 @@ send_packet(struct session *s, uint8_t *pkt, size_t ptlen)
 		pthread_mutex_lock(&s->mu);
 		if (s->txcode == 0) {
 			s->txcode = EXIT_RUNTIME;
-			snprintf(s->txmsg, sizeof(s->txmsg), "send: %s",
-			    strerror(err));
+			snprintf(s->txmsg, sizeof(s->txmsg), "send: %s%s",
+			    strerror(err), err == EPIPE || err == ECONNRESET ?
+			    ": the peer is gone; what we sent may not all "
+			    "have arrived" : "");
 		}
 		pthread_cond_signal(&s->cv);
 		pthread_mutex_unlock(&s->mu);
@@ -678,19 +698,41 @@ send_packet(struct session *s, uint8_t *pkt, size_t ptlen)
 	return (0);
 }
 
-/* Send a packet of the default protocol with an empty body. */
+/*
+ * Send a packet of the default protocol: type, then the bodylen bytes at
+ * pkt + PROTO_HDRBYTES + 1.  When a rekey is due, REKEY goes first.
+ */
 static int
-send_control(struct session *s, uint8_t type)
+send_typed(struct session *s, uint8_t *pkt, uint8_t type, size_t bodylen)
+{
+	uint8_t rekey[PROTO_HDRBYTES + 1];
+
+	if (proto_cipher_rekey_due(s->tx, proto_now_ms())) {
+		rekey[PROTO_HDRBYTES] = PROTO_REKEY;
+		if (send_packet(s, rekey, 1) != 0)
+			return (-1);
+		(void)proto_cipher_rekey(s->tx);
+		status(1, "Rekeyed the sending direction.");
+	}
+	pkt[PROTO_HDRBYTES] = type;
+	return (send_packet(s, pkt, 1 + bodylen));
+}
+
+/* The end of our direction: CLOSE, or in classic the end of TCP. */
+static int
+send_close(struct session *s)
 {
 	uint8_t pkt[PROTO_HDRBYTES + 1];
 
-	pkt[PROTO_HDRBYTES] = type;
-	return (send_packet(s, pkt, 1));
+	if (!s->classic && send_typed(s, pkt, PROTO_CLOSE, 0) != 0)
+		return (-1);
+	(void)shutdown(s->sock, SHUT_WR);
+	return (0);
 }
 
 /*
  * Send body (at pkt + PROTO_HDRBYTES + 1 in the default protocol, at
- * pkt + PROTO_HDRBYTES in classic), rekeying first when it is due.
+ * pkt + PROTO_HDRBYTES in classic).
  */
 static int
 send_data(struct session *s, uint8_t *pkt, size_t bodylen)
@@ -698,14 +740,7 @@ send_data(struct session *s, uint8_t *pkt, size_t bodylen)
 
 	if (s->classic)
 		return (send_packet(s, pkt, bodylen));
-	if (proto_cipher_rekey_due(s->tx, proto_now_ms())) {
-		if (send_control(s, PROTO_REKEY) != 0)
-			return (-1);
-		(void)proto_cipher_rekey(s->tx);
-		status(1, "Rekeyed the sending direction.");
-	}
-	pkt[PROTO_HDRBYTES] = PROTO_DATA;
-	return (send_packet(s, pkt, 1 + bodylen));
+	return (send_typed(s, pkt, PROTO_DATA, bodylen));
 }
 
 struct sender {
@@ -844,15 +879,14 @@ sender_main(void *arg)
 			goto done;
 	}
 
-	/* The end of our direction, unless the session already failed. */
-	if (session_failed(s))
+	/*
+	 * The end of our direction, unless the session failed.  CLOSE vouches
+	 * that the stream is complete: a pipe cut short by a signal gets no
+	 * CLOSE, so the peer reports an incomplete stream.
+	 */
+	if (session_failed(s) || (got_signal && !s->chat))
 		goto done;
-	if (s->classic)
-		(void)shutdown(s->sock, SHUT_WR);
-	else if (send_control(s, PROTO_CLOSE) != 0)
-		goto done;
-	else
-		(void)shutdown(s->sock, SHUT_WR);
+	(void)send_close(s);
 done:
 	if (in != NULL)
 		sodium_memzero(in, PROTO_MAXPLAIN);
@@ -934,15 +968,16 @@ recv_packet(struct session *s, uint8_t *pkt, size_t *ptlen, int first)
 		    "connection after the handshake: it refused our key or "
 		    "our pre-shared key");
 	else if (rc == PROTO_EEOF || rc == PROTO_ETRUNC)
-		session_fail(s, exit_for(rc, s->classic), s->classic ?
+		/* Classic has no authenticated end: a cut is a short packet. */
+		session_fail(s, s->classic ? EXIT_SECURITY : EXIT_CUT,
+		    s->classic ?
 		    "connection closed in the middle of a packet" :
 		    "connection cut before the peer's CLOSE: the stream is "
 		    "incomplete");
 	else if (rc == PROTO_EERRNO)
 		session_fail(s, EXIT_RUNTIME, "receive: %s", strerror(errno));
 	else
-		session_fail(s, exit_for(rc, s->classic),
-		    "packet %llu from peer: %s",
+		session_fail(s, exit_for(rc), "packet %llu from peer: %s",
 		    (unsigned long long)proto_cipher_nonce(s->rx),
 		    proto_strerror(rc));
 	return (-1);
@@ -966,64 +1001,48 @@ receiver_main(void *arg)
 	pt = pkt + PROTO_HDRBYTES;
 	for (;; first = 0) {
 		n = proto_cipher_nonce(s->rx);
-		if ((rc = recv_packet(s, pkt, &ptlen, first)) == 1)
+		if ((rc = recv_packet(s, pkt, &ptlen, first)) != 0)
 			break;
-		if (rc == -1)
-			goto done;
-		type = s->classic ? 0 : pt[0];
+		type = s->classic ? PROTO_DATA : pt[0];
 		trace_packet(s, "recv", n, pkt, ptlen, type);
 		if (s->classic) {
-			if (s->chat)
-				term_show(s->label, pt, ptlen);
-			else {
-				/* The text, then the newline it lost. */
-				pt[ptlen++] = '\n';
-				if (proto_write_full(STDOUT_FILENO, pt,
-				    ptlen) != 0)
-					goto stdout_failed;
-			}
-			continue;
-		}
-		if (type != PROTO_DATA && ptlen != 1) {
+			/* The text, then the newline it lost. */
+			pt[ptlen++] = '\n';
+		} else if (type == PROTO_DATA) {
+			pt++;
+			ptlen--;
+		} else if (ptlen != 1 ||
+		    (type != PROTO_CLOSE && type != PROTO_REKEY)) {
 			session_fail(s, EXIT_SECURITY, "packet %llu from "
 			    "peer: %s", (unsigned long long)n,
 			    proto_strerror(PROTO_EBADTYPE));
-			goto done;
-		}
-		switch (type) {
-		case PROTO_DATA:
-			if (s->chat)
-				show_stream(s, held, &nheld, pt + 1,
-				    ptlen - 1, 0);
-			else if (proto_write_full(STDOUT_FILENO, pt + 1,
-			    ptlen - 1) != 0)
-				goto stdout_failed;
 			break;
-		case PROTO_REKEY:
+		} else if (type == PROTO_CLOSE)
+			break;
+		else {
 			(void)proto_cipher_rekey(s->rx);
 			status(1, "Peer rekeyed its sending direction.");
-			break;
-		case PROTO_CLOSE:
-			if (s->chat)
-				show_stream(s, held, &nheld, NULL, 0, 1);
-			goto done;
-		default:
-			session_fail(s, EXIT_SECURITY, "packet %llu from "
-			    "peer: %s", (unsigned long long)n,
-			    proto_strerror(PROTO_EBADTYPE));
-			goto done;
+			continue;
 		}
+		if (s->chat && s->classic)
+			term_show(s->label, pt, ptlen - 1);
+		else if (s->chat)
+			show_stream(s, held, &nheld, pt, ptlen, 0);
+		else if (proto_write_full(STDOUT_FILENO, pt, ptlen) != 0) {
+			session_fail(s, EXIT_RUNTIME, "write to stdout: %s",
+			    strerror(errno));
+			break;
+		}
+		pt = pkt + PROTO_HDRBYTES;
 	}
+	/* However it ended, what was authenticated is shown. */
 	if (s->chat)
 		show_stream(s, held, &nheld, NULL, 0, 1);
-	goto done;
-
-stdout_failed:
-	session_fail(s, EXIT_RUNTIME, "write to stdout: %s", strerror(errno));
 done:
 	if (pkt != NULL)
 		sodium_memzero(pkt, PROTO_MAXPKT + 1);
 	free(pkt);
+	sodium_memzero(held, sizeof(held));
 	session_done(s, &s->rx_done);
 	return (NULL);
 }
@@ -1064,8 +1083,8 @@ session_run(struct session *s)
 	for (;;) {
 		if (s->code != 0 || (s->rx_done && s->tx_done))
 			break;
-		/* Interrupted: once our CLOSE is out, do not wait. */
-		if (got_signal && s->tx_done)
+		/* A signal ends a chat once our CLOSE is out, a pipe at once. */
+		if (got_signal && (s->tx_done || !s->chat))
 			break;
 		/* Ctrl-D in classic chat mode leaves, as the original. */
 		if (s->classic && s->chat && s->tx_done)
@@ -1075,9 +1094,14 @@ session_run(struct session *s)
 			s->stop = 1;
 			(void)write(wakefd[1], "x", 1);
 		}
-		/* After a signal, or once the socket refused our data, the
-		 * threads get a moment to finish; then the session ends. */
-		if ((got_signal || s->txcode != 0) && until == 0)
+		/*
+		 * Once the end is near, the threads get two seconds to finish:
+		 * after a signal, after the socket refused our data, and in a
+		 * chat once either side has left (a chat peer answers a CLOSE
+		 * at once; one that stops reading must not keep us here).
+		 */
+		if (until == 0 && (got_signal || s->txcode != 0 || s->stop ||
+		    (s->chat && s->tx_done)))
 			until = proto_now_ms() + 2000;
 		if (until != 0 && proto_now_ms() >= until)
 			break;
@@ -1114,9 +1138,10 @@ session_run(struct session *s)
 		warnx0("%s", s->txmsg);
 		return (s->txcode);
 	}
-	if (got_signal && !closed) {
-		warnx0("interrupted before our CLOSE could be sent");
-		return (EXIT_RUNTIME);
+	if (got_signal && !(s->chat && closed)) {
+		warnx0("interrupted by signal %d: the session was cut before "
+		    "its end", (int)got_signal);
+		return (128 + got_signal);
 	}
 	if (ended)
 		status(0, s->chat ? "Peer left." : "Peer finished sending.");
@@ -1464,7 +1489,9 @@ load_key(const char *path, int stdin_ok, uint8_t key[PROTO_KEYBYTES],
 	sodium_memzero(buf, sizeof(buf));
 	if (rc != 0) {
 		warnx0("%s: not a valid %s (expected 44 base64 characters "
-		    "and a newline, as wg genkey writes)", path, what);
+		    "and a newline, as %s writes)", path, what,
+		    strcmp(what, "pre-shared key") == 0 ? "wg genpsk" :
+		    "wg genkey");
 		return (-1);
 	}
 	return (0);
@@ -1506,30 +1533,47 @@ out:
 	return (rc);
 }
 
-/* Load our identity, creating the default one on first use. */
+/*
+ * Load our identity.  The default one is only noted as missing here: it is
+ * created by identity_create() once everything else has worked.
+ */
 static int
 load_identity(const char *path, struct keys *k)
 {
-	char def[PATH_MAX], b64[PROTO_B64LEN + 1];
 	struct stat st;
 
 	if (path == NULL) {
-		if (config_dir(def, sizeof(def) - 9) != 0)
+		if (config_dir(k->idpath, sizeof(k->idpath) - 9) != 0)
 			return (-1);
-		strcat(def, "/identity");
-		path = def;
-		if (lstat(path, &st) == -1 && errno == ENOENT) {
-			if (make_parents(path) != 0 ||
-			    write_new_key(path, k->spub) != 0)
-				return (-1);
-			proto_key_encode(b64, k->spub);
-			status(0, "Created a new identity in %s; public key "
-			    "%s", path, b64);
+		strcat(k->idpath, "/identity");
+		if (lstat(k->idpath, &st) == -1 && errno == ENOENT) {
+			k->create = 1;
+			return (0);
 		}
+		path = k->idpath;
 	}
 	if (load_key(path, 0, k->s, "private key") != 0)
 		return (-1);
 	(void)crypto_scalarmult_base(k->spub, k->s);
+	return (0);
+}
+
+/* Create the default identity if load_identity() found none.  0 or -1. */
+static int
+identity_create(struct keys *k)
+{
+	char b64[PROTO_B64LEN + 1];
+
+	if (!k->create)
+		return (0);
+	if (make_parents(k->idpath) != 0 ||
+	    write_new_key(k->idpath, k->spub) != 0 ||
+	    load_key(k->idpath, 0, k->s, "private key") != 0)
+		return (-1);
+	k->create = 0;
+	proto_key_encode(b64, k->spub);
+	status(0, "Created a new identity in %s; public key %s", k->idpath,
+	    b64);
 	return (0);
 }
 
@@ -1760,6 +1804,51 @@ trace_step(void *arg, const char *what, const uint8_t *buf, size_t len)
 }
 
 /*
+ * Report why the handshake failed with rc, in the words of the step it
+ * failed at, and return the exit status.
+ */
+static int
+handshake_failed(int rc, const struct proto_hs *hs, const struct opts *o,
+    const struct keys *k, const char *peer)
+{
+	int connector = o->connect != NULL;
+	/* The step at which we wait for the peer's first message. */
+	int silent = proto_hs_step(hs) == (o->classic == connector ? 0 : 1);
+	const char *why = proto_strerror(rc), *hint = "";
+
+	if (rc == PROTO_EEOF || rc == PROTO_ETRUNC || (rc == PROTO_EERRNO &&
+	    (errno == ECONNRESET || errno == EPIPE))) {
+		/* The peer refused the handshake, or someone cut it. */
+		why = "the connection closed during the handshake";
+		if (silent)
+			why = "the peer closed the connection without a word";
+		if (!o->classic && connector)
+			hint = " (does the listener want a --psk, or speak "
+			    "--classic?)";
+		else if (!o->classic && !silent)
+			hint = " (the connector refused our key, or its --psk "
+			    "differs)";
+		warnx0("handshake with %s failed: %s%s", peer, why, hint);
+		return (EXIT_SECURITY);
+	}
+	if (rc == PROTO_ETIMEOUT && silent)
+		hint = " waiting for the peer's first message (is one side "
+		    "using --classic?)";
+	else if ((rc == PROTO_EBADMSG || rc == PROTO_EBADTAG) && !o->classic) {
+		if (!connector && silent)
+			hint = " (one side uses --psk and the other does not, "
+			    "or the peer speaks --classic?)";
+		else if (k->psk != NULL)
+			hint = " (a different --psk on each side, or tampering)";
+		else if (connector && silent)
+			hint = " (does the listener want a --psk, or speak "
+			    "--classic?)";
+	}
+	warnx0("handshake with %s failed: %s%s", peer, why, hint);
+	return (exit_for(rc));
+}
+
+/*
  * Run the handshake on the connected socket fd and then the session.
  * peer names the other end in messages.  Return the exit status, after
  * reporting any failure.
@@ -1775,7 +1864,7 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 	char b64[PROTO_B64LEN + 1], code[PROTO_CODELEN + 1];
 	char shown[4 * PROTO_NAMEMAX + 1], sec[2 * PROTO_KEYBYTES + 1];
 	size_t plen = 0;
-	int rc, one = 1, status_code, closed;
+	int rc, one = 1, status_code;
 
 	memset(&s, 0, sizeof(s));
 	pthread_mutex_init(&s.mu, NULL);
@@ -1815,26 +1904,7 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 		goto out;
 	}
 	if (rc != 0) {
-		/*
-		 * A peer that ends the connection during the handshake refused
-		 * it (or someone cut it): either way the handshake failed, and
-		 * no data was exchanged.
-		 */
-		closed = rc == PROTO_EEOF || rc == PROTO_ETRUNC ||
-		    (rc == PROTO_EERRNO && (errno == ECONNRESET ||
-		    errno == EPIPE));
-		if (closed)
-			warnx0("handshake with %s failed: the connection closed "
-			    "during the handshake%s", peer, o->classic ? "" :
-			    " (the peer refused our key or --psk, or the "
-			    "connection was cut)");
-		else
-			warnx0("handshake with %s failed: %s%s", peer,
-			    proto_strerror(rc), !o->classic &&
-			    (rc == PROTO_EBADTAG || rc == PROTO_EBADMSG) ?
-			    " (a different --psk on each side, or tampering)" :
-			    "");
-		status_code = closed ? EXIT_SECURITY : exit_for(rc, 1);
+		status_code = handshake_failed(rc, hs, o, k, peer);
 		goto out;
 	}
 	if ((rc = proto_hs_split(hs, &s.tx, &s.rx)) != 0) {
@@ -1914,6 +1984,10 @@ run_listener(const struct opts *o, struct keys *k, const char *host,
 
 	if ((lfd = open_listener(host, port, o->family)) == -1)
 		return (EXIT_RUNTIME);
+	if (identity_create(k) != 0) {
+		close(lfd);
+		return (EXIT_RUNTIME);
+	}
 	for (;;) {
 		sslen = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &sslen,
@@ -1947,6 +2021,10 @@ run_connector(const struct opts *o, struct keys *k, const char *host,
 	    proto_now_ms() + (int64_t)o->wait * 1000)) == -1)
 		return (EXIT_RUNTIME);
 	status(0, "Connected to %s", k->hostport);
+	if (identity_create(k) != 0) {
+		close(fd);
+		return (EXIT_RUNTIME);
+	}
 	rc = serve(fd, o, k, k->hostport);
 	close(fd);
 	return (rc);
@@ -2235,12 +2313,6 @@ setup_keys(const struct opts *o, struct keys *k, const char *host,
 		return (usage_error("--peer: not a public key (44 base64 "
 		    "characters): %s", o->peer));
 	k->has_peer = o->peer != NULL;
-	if ((k->s = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-		warnx0("sodium_malloc: %s", strerror(errno));
-		return (EXIT_RUNTIME);
-	}
-	if (load_identity(o->identity, k) != 0)
-		return (EXIT_RUNTIME);
 	if (o->psk != NULL) {
 		if ((k->psk = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
 			warnx0("sodium_malloc: %s", strerror(errno));
@@ -2271,7 +2343,29 @@ setup_keys(const struct opts *o, struct keys *k, const char *host,
 		    for_each_line(k->known, known_line, k, 1) != 0)
 			return (EXIT_RUNTIME);
 	}
+	/* Last, as a missing default identity is created only later. */
+	if ((k->s = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
+		warnx0("sodium_malloc: %s", strerror(errno));
+		return (EXIT_RUNTIME);
+	}
+	if (load_identity(o->identity, k) != 0)
+		return (EXIT_RUNTIME);
 	return (0);
+}
+
+/*
+ * Make sure descriptors 0 to 2 are open: otherwise the socket could become
+ * descriptor 2 and receive our status lines, in clear.
+ */
+static void
+std_fds(void)
+{
+	int fd;
+
+	while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd <= 2)
+		(void)fcntl(fd, F_SETFD, 0);
+	if (fd > 2)
+		close(fd);
 }
 
 /* No core dumps: they would hold keys. */
@@ -2293,6 +2387,7 @@ main(int argc, char **argv)
 	const char *host = NULL;
 	int rc;
 
+	std_fds();
 	no_core();
 	/* A closed socket or stdout is an error to report, not a signal. */
 	(void)signal(SIGPIPE, SIG_IGN);

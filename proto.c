@@ -883,6 +883,13 @@ proto_hs_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 	return (rc);
 }
 
+int
+proto_hs_step(const struct proto_hs *hs)
+{
+
+	return (hs->step);
+}
+
 const uint8_t *
 proto_hs_remote_static(const struct proto_hs *hs)
 {

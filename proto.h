@@ -281,6 +281,12 @@ int proto_hs_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
     uint8_t *payload, size_t *plen);
 
 /*
+ * proto_hs_step(hs):
+ * Return how many handshake messages hs has written or read so far.
+ */
+int proto_hs_step(const struct proto_hs *hs);
+
+/*
  * proto_hs_remote_static(hs):
  * Return the peer's static public key once a message carrying it has been
  * read, else NULL.  Classic: the peer's (ephemeral) public key.
