@@ -63,6 +63,10 @@ struct proto_hs {
 	void *trace_arg;
 };
 
+/*
+ * proto_strerror(err):
+ * Return a short English description of the PROTO_E* code err.
+ */
 const char *
 proto_strerror(int err)
 {
@@ -101,6 +105,10 @@ proto_strerror(int err)
 	}
 }
 
+/*
+ * proto_now_ms(void):
+ * Return a monotonic clock reading in milliseconds.
+ */
 int64_t
 proto_now_ms(void)
 {
@@ -111,6 +119,13 @@ proto_now_ms(void)
 	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
+/*
+ * proto_read_full(fd, buf, len, deadline):
+ * Read exactly len bytes from fd into buf, retrying after EINTR.  When
+ * deadline is not 0, give up at that proto_now_ms() reading.  Return 0,
+ * PROTO_EEOF if the stream ended before the first byte, PROTO_ETRUNC if it
+ * ended after some, PROTO_ETIMEOUT, or PROTO_EERRNO.
+ */
 int
 proto_read_full(int fd, void *buf, size_t len, int64_t deadline)
 {
@@ -149,6 +164,11 @@ proto_read_full(int fd, void *buf, size_t len, int64_t deadline)
 	return (0);
 }
 
+/*
+ * proto_write_full(fd, buf, len):
+ * Write all len bytes of buf to fd, retrying after EINTR and short writes.
+ * Return 0 or PROTO_EERRNO.
+ */
 int
 proto_write_full(int fd, const void *buf, size_t len)
 {
@@ -196,6 +216,10 @@ noise_nonce(uint8_t nonce[PROTO_NONCEBYTES], uint64_t n)
 		nonce[4 + i] = (uint8_t)(n >> (56 - 8 * i));
 }
 
+/*
+ * proto_key_encode(out, key):
+ * Write the 32-byte key as 44 characters of standard base64 and a NUL.
+ */
 void
 proto_key_encode(char out[PROTO_B64LEN + 1],
     const uint8_t key[PROTO_KEYBYTES])
@@ -205,6 +229,11 @@ proto_key_encode(char out[PROTO_B64LEN + 1],
 	    sodium_base64_VARIANT_ORIGINAL);
 }
 
+/*
+ * proto_key_decode(key, text, len):
+ * Parse exactly len bytes of text as one key in base64 (44 characters,
+ * standard alphabet, '=' padding, no other bytes).  Return 0 or -1.
+ */
 int
 proto_key_decode(uint8_t key[PROTO_KEYBYTES], const char *text, size_t len)
 {
@@ -227,6 +256,11 @@ proto_key_decode(uint8_t key[PROTO_KEYBYTES], const char *text, size_t len)
 	return (0);
 }
 
+/*
+ * proto_keyfile_parse(key, text, len):
+ * Parse the contents of a key file: one base64 key as proto_key_decode()
+ * reads it, optionally followed by one newline.  Return 0 or -1.
+ */
 int
 proto_keyfile_parse(uint8_t key[PROTO_KEYBYTES], const char *text,
     size_t len)
@@ -237,6 +271,11 @@ proto_keyfile_parse(uint8_t key[PROTO_KEYBYTES], const char *text,
 	return (proto_key_decode(key, text, len));
 }
 
+/*
+ * proto_keypair_new(priv, pub):
+ * Generate a fresh X25519 private key, clamped as WireGuard clamps it, and
+ * its public key.
+ */
 void
 proto_keypair_new(uint8_t priv[PROTO_KEYBYTES], uint8_t pub[PROTO_KEYBYTES])
 {
@@ -249,6 +288,11 @@ proto_keypair_new(uint8_t priv[PROTO_KEYBYTES], uint8_t pub[PROTO_KEYBYTES])
 	(void)crypto_scalarmult_base(pub, priv);
 }
 
+/*
+ * proto_session_code(out, hash):
+ * Write the session code of a handshake hash: its first 6 bytes in
+ * lowercase hex grouped "xxxx-xxxx-xxxx", and a NUL.
+ */
 void
 proto_session_code(char out[PROTO_CODELEN + 1],
     const uint8_t hash[PROTO_KEYBYTES])
@@ -276,6 +320,13 @@ cipher_key(struct proto_cipher *c, const uint8_t key[PROTO_KEYBYTES])
 	c->keyed_at = proto_now_ms();
 }
 
+/*
+ * proto_cipher_new(key, classic):
+ * Return a cipher state for one direction keyed with key, or NULL with
+ * errno set.  With classic, packets carry random nonces and nothing is
+ * checked but the tag; otherwise nonces count 0, 1, 2, ... and the
+ * receiver accepts only the next one.
+ */
 struct proto_cipher *
 proto_cipher_new(const uint8_t key[PROTO_KEYBYTES], int classic)
 {
@@ -289,6 +340,10 @@ proto_cipher_new(const uint8_t key[PROTO_KEYBYTES], int classic)
 	return (c);
 }
 
+/*
+ * proto_cipher_free(c):
+ * Wipe and free c.  Does nothing if c is NULL.
+ */
 void
 proto_cipher_free(struct proto_cipher *c)
 {
@@ -297,6 +352,10 @@ proto_cipher_free(struct proto_cipher *c)
 	sodium_free(c);
 }
 
+/*
+ * proto_cipher_nonce(c):
+ * Return the counter of the next packet c seals or opens.
+ */
 uint64_t
 proto_cipher_nonce(const struct proto_cipher *c)
 {
@@ -304,6 +363,11 @@ proto_cipher_nonce(const struct proto_cipher *c)
 	return (c->n);
 }
 
+/*
+ * proto_cipher_rekey(c):
+ * Apply Noise Rekey() to c: k = first 32 bytes of ENCRYPT(k, 2^64-1, empty
+ * ad, 32 zero bytes); the counter continues.  Return 0 or PROTO_EERRNO.
+ */
 int
 proto_cipher_rekey(struct proto_cipher *c)
 {
@@ -321,6 +385,11 @@ proto_cipher_rekey(struct proto_cipher *c)
 	return (0);
 }
 
+/*
+ * proto_cipher_rekey_due(c, now):
+ * Return nonzero if c has sealed PROTO_REKEY_BYTES of plaintext, or
+ * PROTO_REKEY_MS have passed, since it was keyed or last rekeyed.
+ */
 int
 proto_cipher_rekey_due(const struct proto_cipher *c, int64_t now)
 {
@@ -329,6 +398,14 @@ proto_cipher_rekey_due(const struct proto_cipher *c, int64_t now)
 	    now - c->keyed_at >= PROTO_REKEY_MS);
 }
 
+/*
+ * proto_seal(c, pkt, ptlen):
+ * pkt holds PROTO_HDRBYTES of room followed by ptlen <= PROTO_MAXPLAIN
+ * bytes of plaintext (at least 1, its type byte, unless classic).  Fill in
+ * the length prefix, nonce and tag, and encrypt the plaintext in place:
+ * pkt then holds the whole packet, PROTO_HDRBYTES + ptlen bytes.  Return 0
+ * or a PROTO_E* code.
+ */
 int
 proto_seal(struct proto_cipher *c, uint8_t *pkt, size_t ptlen)
 {
@@ -359,6 +436,11 @@ proto_seal(struct proto_cipher *c, uint8_t *pkt, size_t ptlen)
 	return (0);
 }
 
+/*
+ * proto_open_len(c, prefix, len):
+ * Check the 4-byte length prefix of a packet for c and store in *len the
+ * number of bytes that follow it.  Return 0 or PROTO_EBADLEN.
+ */
 int
 proto_open_len(const struct proto_cipher *c,
     const uint8_t prefix[PROTO_LENBYTES], size_t *len)
@@ -373,6 +455,14 @@ proto_open_len(const struct proto_cipher *c,
 	return (0);
 }
 
+/*
+ * proto_open(c, pkt, pktlen, ptlen):
+ * pkt holds one whole packet of pktlen bytes, prefix included.  Check its
+ * length and (unless classic) that its nonce is c's next counter, then
+ * verify and decrypt it in place.  On success the plaintext is the *ptlen
+ * bytes at pkt + PROTO_HDRBYTES and the counter has advanced.  On failure
+ * return a PROTO_E* code and no plaintext is left in pkt.
+ */
 int
 proto_open(struct proto_cipher *c, uint8_t *pkt, size_t pktlen,
     size_t *ptlen)
@@ -539,6 +629,11 @@ decrypt_and_hash(struct proto_hs *hs, const uint8_t *in, size_t len,
 	return (0);
 }
 
+/*
+ * proto_hs_new(p):
+ * Start a handshake with the parameters p (copied).  Return NULL with errno
+ * set on failure.
+ */
 struct proto_hs *
 proto_hs_new(const struct proto_hs_params *p)
 {
@@ -597,6 +692,10 @@ proto_hs_new(const struct proto_hs_params *p)
 	return (hs);
 }
 
+/*
+ * proto_hs_free(hs):
+ * Wipe and free hs.  Does nothing if hs is NULL.
+ */
 void
 proto_hs_free(struct proto_hs *hs)
 {
@@ -604,6 +703,11 @@ proto_hs_free(struct proto_hs *hs)
 	sodium_free(hs);
 }
 
+/*
+ * proto_hs_next(hs):
+ * Return what hs needs next: PROTO_HS_WRITE, PROTO_HS_READ or
+ * PROTO_HS_DONE; or PROTO_HS_FAILED once a step has failed.
+ */
 int
 proto_hs_next(const struct proto_hs *hs)
 {
@@ -817,6 +921,14 @@ noise_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 	return (0);
 }
 
+/*
+ * proto_hs_write(hs, payload, plen, msg, msglen):
+ * Produce the next handshake message, carrying payload (plen bytes, or
+ * NULL and 0; the classic handshake carries none), into msg, which has
+ * room for it: 96 bytes more than plen always do; store its length in
+ * *msglen.  Return 0 or a
+ * PROTO_E* code; after an error hs is unusable.
+ */
 int
 proto_hs_write(struct proto_hs *hs, const uint8_t *payload, size_t plen,
     uint8_t *msg, size_t *msglen)
@@ -852,6 +964,12 @@ proto_hs_write(struct proto_hs *hs, const uint8_t *payload, size_t plen,
 	return (rc);
 }
 
+/*
+ * proto_hs_read(hs, msg, msglen, payload, plen):
+ * Consume the peer's next handshake message and store its payload, which
+ * is at most msglen bytes, in payload and its length in *plen.  Return 0
+ * or a PROTO_E* code; after an error hs is unusable.
+ */
 int
 proto_hs_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
     uint8_t *payload, size_t *plen)
@@ -883,6 +1001,10 @@ proto_hs_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 	return (rc);
 }
 
+/*
+ * proto_hs_step(hs):
+ * Return how many handshake messages hs has written or read so far.
+ */
 int
 proto_hs_step(const struct proto_hs *hs)
 {
@@ -890,6 +1012,11 @@ proto_hs_step(const struct proto_hs *hs)
 	return (hs->step);
 }
 
+/*
+ * proto_hs_remote_static(hs):
+ * Return the peer's static public key once a message carrying it has been
+ * read, else NULL.  Classic: the peer's (ephemeral) public key.
+ */
 const uint8_t *
 proto_hs_remote_static(const struct proto_hs *hs)
 {
@@ -900,6 +1027,11 @@ proto_hs_remote_static(const struct proto_hs *hs)
 	return (hs->has_rs ? hs->rs : NULL);
 }
 
+/*
+ * proto_hs_hash(hs):
+ * Noise: return the handshake hash h (32 bytes).  Classic: return the
+ * X25519 shared secret.  Meaningful once proto_hs_next() says DONE.
+ */
 const uint8_t *
 proto_hs_hash(const struct proto_hs *hs)
 {
@@ -907,6 +1039,12 @@ proto_hs_hash(const struct proto_hs *hs)
 	return (hs->classic ? hs->secret : hs->h);
 }
 
+/*
+ * proto_hs_split(hs, tx, rx):
+ * Once the handshake is done, create the cipher states for sending (*tx)
+ * and receiving (*rx) and wipe the handshake's key material.  Return 0 or
+ * a PROTO_E* code.
+ */
 int
 proto_hs_split(struct proto_hs *hs, struct proto_cipher **tx,
     struct proto_cipher **rx)
@@ -1007,11 +1145,25 @@ recv_msg(int fd, const struct proto_hs *hs, uint8_t *msg, size_t *msglen,
 	return (rc);
 }
 
+/*
+ * proto_handshake(fd, hs, name, namelen, peername, peernamelen, deadline,
+ *     verify, arg):
+ * Run hs to completion over fd, framing Noise messages as "u32 big-endian
+ * length | message" and classic ones as the bare 32-byte keys.  Send name
+ * (namelen <= PROTO_NAMEMAX bytes) as our payload and store the peer's in
+ * peername (room for PROTO_NAMEMAX bytes) and its length in *peernamelen.
+ * Call verify, if not NULL, as soon as the peer's static key is known
+ * (never in classic, which has no static keys).  Give up at deadline (a
+ * proto_now_ms() reading; 0 means never).  Return 0 or a PROTO_E* code
+ * (PROTO_EREJECT when verify refused).
+ */
 int
 proto_handshake(int fd, struct proto_hs *hs, const uint8_t *name,
     size_t namelen, uint8_t *peername, size_t *peernamelen, int64_t deadline,
     proto_verify_fn *verify, void *arg)
 {
+	/* With names of at most PROTO_NAMEMAX bytes, message 2 is the
+	 * largest message either way. */
 	uint8_t buf[PROTO_LENBYTES + MSG2_BASE + PROTO_NAMEMAX];
 	uint8_t payload[MSG2_BASE + PROTO_NAMEMAX];
 	size_t msglen, plen;

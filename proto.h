@@ -7,8 +7,9 @@
  * helpers over a file descriptor.  Nothing here knows about terminals,
  * options or sockets; two peers can run through it in memory.
  *
- * Every function that can fail returns 0 (or a count) on success and one of
- * the negative PROTO_E* codes below on failure; proto_strerror() names it.
+ * Every function that can fail returns 0 on success and one of the
+ * negative PROTO_E* codes below on failure, which proto_strerror() names;
+ * the key text functions, which can only fail one way, return -1.
  */
 
 #include <stddef.h>
@@ -189,9 +190,10 @@ int proto_cipher_rekey_due(const struct proto_cipher *c, int64_t now);
 /*
  * proto_seal(c, pkt, ptlen):
  * pkt holds PROTO_HDRBYTES of room followed by ptlen <= PROTO_MAXPLAIN
- * bytes of plaintext (at least 1, its type byte, unless classic).  Fill in the length prefix, nonce and tag, and
- * encrypt the plaintext in place: pkt then holds the whole packet,
- * PROTO_HDRBYTES + ptlen bytes.  Return 0 or a PROTO_E* code.
+ * bytes of plaintext (at least 1, its type byte, unless classic).  Fill in
+ * the length prefix, nonce and tag, and encrypt the plaintext in place:
+ * pkt then holds the whole packet, PROTO_HDRBYTES + ptlen bytes.  Return 0
+ * or a PROTO_E* code.
  */
 int proto_seal(struct proto_cipher *c, uint8_t *pkt, size_t ptlen);
 
@@ -263,9 +265,10 @@ int proto_hs_next(const struct proto_hs *hs);
 
 /*
  * proto_hs_write(hs, payload, plen, msg, msglen):
- * Produce the next handshake message, carrying payload (plen bytes; the
- * classic handshake carries none), into msg, which has room for
- * PROTO_MAXHSMSG bytes; store its length in *msglen.  Return 0 or a
+ * Produce the next handshake message, carrying payload (plen bytes, or
+ * NULL and 0; the classic handshake carries none), into msg, which has
+ * room for it: 96 bytes more than plen always do; store its length in
+ * *msglen.  Return 0 or a
  * PROTO_E* code; after an error hs is unusable.
  */
 int proto_hs_write(struct proto_hs *hs, const uint8_t *payload, size_t plen,
@@ -323,8 +326,9 @@ typedef int proto_verify_fn(void *arg, const uint8_t rs[PROTO_KEYBYTES]);
  * (namelen <= PROTO_NAMEMAX bytes) as our payload and store the peer's in
  * peername (room for PROTO_NAMEMAX bytes) and its length in *peernamelen.
  * Call verify, if not NULL, as soon as the peer's static key is known
- * (never in classic, which has no static keys).  Give up at deadline (proto_now_ms() reading; 0 means never).  Return 0
- * or a PROTO_E* code (PROTO_EREJECT when verify refused).
+ * (never in classic, which has no static keys).  Give up at deadline (a
+ * proto_now_ms() reading; 0 means never).  Return 0 or a PROTO_E* code
+ * (PROTO_EREJECT when verify refused).
  */
 int proto_handshake(int fd, struct proto_hs *hs, const uint8_t *name,
     size_t namelen, uint8_t *peername, size_t *peernamelen, int64_t deadline,
