@@ -1849,22 +1849,105 @@ handshake_failed(int rc, const struct proto_hs *hs, const struct opts *o,
 }
 
 /*
- * Run the handshake on the connected socket fd and then the session.
- * peer names the other end in messages.  Return the exit status, after
- * reporting any failure.
+ * Tell the user who is at the other end, record a first contact, and set
+ * the label of the peer's lines.  Return 0 or an exit status.
+ */
+static int
+report_peer(struct session *s, const struct opts *o, struct keys *k,
+    const struct proto_hs *hs, const struct verify_ctx *v,
+    const uint8_t *name, size_t namelen)
+{
+	char b64[PROTO_B64LEN + 1], code[PROTO_CODELEN + 1];
+	char shown[4 * PROTO_NAMEMAX + 1], sec[2 * PROTO_KEYBYTES + 1];
+	const uint8_t *rs = proto_hs_remote_static(hs);
+
+	snprintf(s->label, sizeof(s->label), s->initiator ? "[server]" :
+	    "[client]");
+	if (o->classic) {
+		hex(sec, proto_hs_hash(hs), PROTO_KEYBYTES);
+		status(0, "Shared secret (hex) -> %s", sec);
+		sodium_memzero(sec, sizeof(sec));
+		return (0);
+	}
+	if (v->first_contact) {
+		if (known_add(k->known, k->hostport, rs) != 0)
+			return (EXIT_RUNTIME);
+		status(0, "First contact with %s: its key is now recorded in "
+		    "%s", k->hostport, k->known);
+	}
+	proto_key_encode(b64, rs);
+	shown[sanitize(shown, name, namelen)] = '\0';
+	status(0, "Peer key: %s%s%s%s", b64, namelen > 0 ? " (\"" : "",
+	    shown, namelen > 0 ? "\")" : "");
+	proto_session_code(code, proto_hs_hash(hs));
+	status(0, "Session code: %s  (the same on both screens: no one in the "
+	    "middle)", code);
+	if (namelen > 0)
+		snprintf(s->label, sizeof(s->label), "[%s]", shown);
+	return (0);
+}
+
+/*
+ * Run the handshake on s->sock, then give s its ciphers and its label.
+ * peer names the other end in messages.  Return 0 or an exit status,
+ * after reporting.
+ */
+static int
+handshake(struct session *s, const struct opts *o, struct keys *k,
+    const char *peer)
+{
+	struct proto_hs_params hp;
+	struct proto_hs *hs;
+	struct verify_ctx v;
+	uint8_t name[PROTO_NAMEMAX];
+	size_t namelen = 0;
+	int rc;
+
+	memset(&hp, 0, sizeof(hp));
+	hp.initiator = s->initiator;
+	hp.classic = o->classic;
+	hp.s = k->s;
+	hp.psk = k->psk;
+	if (verbosity >= 2) {
+		hp.trace = trace_step;
+		status(2, "[trace] WARNING: this trace shows secret keys; "
+		    "never share it");
+	}
+	if ((hs = proto_hs_new(&hp)) == NULL) {
+		warnx0("proto_hs_new: %s", strerror(errno));
+		return (EXIT_RUNTIME);
+	}
+	memset(&v, 0, sizeof(v));
+	v.k = k;
+	v.initiator = s->initiator;
+	rc = proto_handshake(s->sock, hs, (const uint8_t *)o->name,
+	    o->name != NULL ? strlen(o->name) : 0, name, &namelen,
+	    proto_now_ms() + (int64_t)o->wait * 1000,
+	    o->classic ? NULL : verify_peer, &v);
+	if (rc == PROTO_EREJECT) {
+		warnx0("%s: %s", peer, v.why);
+		rc = EXIT_SECURITY;
+	} else if (rc != 0)
+		rc = handshake_failed(rc, hs, o, k, peer);
+	else if ((rc = proto_hs_split(hs, &s->tx, &s->rx)) != 0) {
+		warnx0("%s", proto_strerror(rc));
+		rc = EXIT_RUNTIME;
+	} else
+		rc = report_peer(s, o, k, hs, &v, name, namelen);
+	proto_hs_free(hs);
+	return (rc);
+}
+
+/*
+ * Run the handshake and then the session on the connected socket fd.
+ * Return the exit status, after reporting any failure.
  */
 static int
 serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 {
-	struct proto_hs_params hp;
-	struct proto_hs *hs = NULL;
 	struct session s;
-	struct verify_ctx v;
-	uint8_t peername[PROTO_NAMEMAX];
-	char b64[PROTO_B64LEN + 1], code[PROTO_CODELEN + 1];
-	char shown[4 * PROTO_NAMEMAX + 1], sec[2 * PROTO_KEYBYTES + 1];
-	size_t plen = 0;
-	int rc, one = 1, status_code;
+	uint8_t pkt[PROTO_HDRBYTES + 1];
+	int rc, one = 1;
 
 	memset(&s, 0, sizeof(s));
 	pthread_mutex_init(&s.mu, NULL);
@@ -1876,101 +1959,29 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 	s.verbose = verbosity;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-	memset(&hp, 0, sizeof(hp));
-	hp.initiator = s.initiator;
-	hp.classic = o->classic;
-	hp.s = k->s;
-	hp.psk = k->psk;
-	if (verbosity >= 2) {
-		hp.trace = trace_step;
-		status(2, "[trace] WARNING: this trace shows secret keys; "
-		    "never share it");
-	}
-	if ((hs = proto_hs_new(&hp)) == NULL) {
-		warnx0("proto_hs_new: %s", strerror(errno));
-		status_code = EXIT_RUNTIME;
-		goto out;
-	}
-	memset(&v, 0, sizeof(v));
-	v.k = k;
-	v.initiator = s.initiator;
-	rc = proto_handshake(fd, hs, (const uint8_t *)o->name,
-	    o->name != NULL ? strlen(o->name) : 0, peername, &plen,
-	    proto_now_ms() + (int64_t)o->wait * 1000,
-	    o->classic ? NULL : verify_peer, &v);
-	if (rc == PROTO_EREJECT) {
-		warnx0("%s: %s", peer, v.why);
-		status_code = EXIT_SECURITY;
-		goto out;
-	}
-	if (rc != 0) {
-		status_code = handshake_failed(rc, hs, o, k, peer);
-		goto out;
-	}
-	if ((rc = proto_hs_split(hs, &s.tx, &s.rx)) != 0) {
-		warnx0("%s", proto_strerror(rc));
-		status_code = EXIT_RUNTIME;
-		goto out;
-	}
-
-	/* Tell the user who is at the other end. */
-	if (o->classic) {
-		hex(sec, proto_hs_hash(hs), PROTO_KEYBYTES);
-		status(0, "Shared secret (hex) -> %s", sec);
-		sodium_memzero(sec, sizeof(sec));
-		snprintf(s.label, sizeof(s.label), s.initiator ? "[server]" :
-		    "[client]");
-	} else {
-		proto_key_encode(b64, proto_hs_remote_static(hs));
-		shown[sanitize(shown, peername, plen)] = '\0';
-		if (v.first_contact) {
-			if (known_add(k->known, k->hostport,
-			    proto_hs_remote_static(hs)) != 0) {
-				status_code = EXIT_RUNTIME;
-				goto out;
-			}
-			status(0, "First contact with %s: its key is now "
-			    "recorded in %s", k->hostport, k->known);
-		}
-		status(0, "Peer key: %s%s%s%s", b64, plen > 0 ? " (\"" : "",
-		    shown, plen > 0 ? "\")" : "");
-		proto_session_code(code, proto_hs_hash(hs));
-		status(0, "Session code: %s  (the same on both screens: no one "
-		    "in the middle)", code);
-		if (plen > 0)
-			snprintf(s.label, sizeof(s.label), "[%s]", shown);
-		else
-			snprintf(s.label, sizeof(s.label), s.initiator ?
-			    "[server]" : "[client]");
-	}
-	proto_hs_free(hs);
-	hs = NULL;
+	rc = handshake(&s, o, k, peer);
 	/* Without -k no other handshake will need our secrets. */
 	if (!o->keep) {
 		sodium_free(k->s);
 		sodium_free(k->psk);
 		k->s = k->psk = NULL;
 	}
+	if (rc != 0)
+		goto out;
 
 	/* The listener's first packet tells the connector it was accepted. */
-	if (!o->classic && !s.initiator) {
-		uint8_t pkt[PROTO_HDRBYTES + 1];
-
-		if (send_data(&s, pkt, 0) != 0) {
-			warnx0("%s", s.txcode != 0 ? s.txmsg : s.msg);
-			status_code = s.txcode != 0 ? s.txcode : s.code;
-			goto out;
-		}
+	if (!o->classic && !s.initiator && send_data(&s, pkt, 0) != 0) {
+		warnx0("%s", s.txcode != 0 ? s.txmsg : s.msg);
+		rc = s.txcode != 0 ? s.txcode : s.code;
+		goto out;
 	}
-
-	status_code = session_run(&s);
+	rc = session_run(&s);
 out:
 	pthread_cond_destroy(&s.cv);
 	pthread_mutex_destroy(&s.mu);
-	proto_hs_free(hs);
 	proto_cipher_free(s.tx);
 	proto_cipher_free(s.rx);
-	return (status_code);
+	return (rc);
 }
 
 static int
@@ -2099,6 +2110,17 @@ once(const char **slot, const char *val, const char *name)
 	return (0);
 }
 
+/* Set the flag *slot unless it was set before. */
+static int
+flag(int *slot, const char *name)
+{
+
+	if (*slot)
+		return (usage_error("%s given twice", name));
+	*slot = 1;
+	return (0);
+}
+
 static int
 valid_name(const char *name)
 {
@@ -2119,8 +2141,15 @@ enum {
 	OPT_ALLOW, OPT_PSK
 };
 
+/* The options as given, before they are checked against each other. */
+struct given {
+	const char *wait;
+	int v4, v6, quiet;
+};
+
+/* Read the options of argv into o and g; exit status or 0. */
 static int
-parse_opts(int argc, char **argv, struct opts *o)
+scan_opts(int argc, char **argv, struct opts *o, struct given *g)
 {
 	static const struct option longopts[] = {
 		{ "classic", no_argument, NULL, OPT_CLASSIC },
@@ -2134,71 +2163,31 @@ parse_opts(int argc, char **argv, struct opts *o)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *wait = NULL;
-	char *end;
-	long v;
-	int ch, rc, flags = 0;
+	int ch, rc = 0;
 
-	memset(o, 0, sizeof(*o));
-	o->family = AF_UNSPEC;
-	o->wait = DEFAULT_WAIT;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":l:c:kw:46vqi:n:hV", longopts,
-	    NULL)) != -1) {
-		rc = 0;
+	while (rc == 0 && (ch = getopt_long(argc, argv, ":l:c:kw:46vqi:n:hV",
+	    longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'l':
-			rc = once(&o->listen, optarg, "-l");
-			break;
-		case 'c':
-			rc = once(&o->connect, optarg, "-c");
-			break;
-		case 'w':
-			rc = once(&wait, optarg, "-w");
-			break;
-		case 'i':
-			rc = once(&o->identity, optarg, "-i");
-			break;
-		case 'n':
-			rc = once(&o->name, optarg, "-n");
-			break;
-		case OPT_PEER:
-			rc = once(&o->peer, optarg, "--peer");
-			break;
+		case 'l': rc = once(&o->listen, optarg, "-l"); break;
+		case 'c': rc = once(&o->connect, optarg, "-c"); break;
+		case 'w': rc = once(&g->wait, optarg, "-w"); break;
+		case 'i': rc = once(&o->identity, optarg, "-i"); break;
+		case 'n': rc = once(&o->name, optarg, "-n"); break;
+		case OPT_PEER: rc = once(&o->peer, optarg, "--peer"); break;
 		case OPT_KNOWN:
 			rc = once(&o->known, optarg, "--known-peers");
 			break;
-		case OPT_ALLOW:
-			rc = once(&o->allow, optarg, "--allow");
-			break;
-		case OPT_PSK:
-			rc = once(&o->psk, optarg, "--psk");
-			break;
-		case 'k':
-		case '4':
-		case '6':
-		case 'q':
-		case OPT_CLASSIC:
-		case OPT_KEYGEN:
-		case OPT_PUBKEY: {
-			/* Flags, each allowed once. */
-			int bit = ch == 'k' ? 1 : ch == '4' ? 2 : ch == '6' ?
-			    4 : ch == 'q' ? 8 : ch == OPT_CLASSIC ? 16 :
-			    ch == OPT_KEYGEN ? 32 : 64;
-
-			if (flags & bit)
-				return (usage_error("%s given twice",
-				    ch == OPT_CLASSIC ? "--classic" :
-				    ch == OPT_KEYGEN ? "--keygen" :
-				    ch == OPT_PUBKEY ? "--pubkey" :
-				    ch == 'k' ? "-k" : ch == '4' ? "-4" :
-				    ch == '6' ? "-6" : "-q"));
-			flags |= bit;
-			break;
-		}
-		case 'v':
-			o->verbose++;
-			break;
+		case OPT_ALLOW: rc = once(&o->allow, optarg, "--allow"); break;
+		case OPT_PSK: rc = once(&o->psk, optarg, "--psk"); break;
+		case 'k': rc = flag(&o->keep, "-k"); break;
+		case '4': rc = flag(&g->v4, "-4"); break;
+		case '6': rc = flag(&g->v6, "-6"); break;
+		case 'q': rc = flag(&g->quiet, "-q"); break;
+		case OPT_CLASSIC: rc = flag(&o->classic, "--classic"); break;
+		case OPT_KEYGEN: rc = flag(&o->keygen, "--keygen"); break;
+		case OPT_PUBKEY: rc = flag(&o->pubkey, "--pubkey"); break;
+		case 'v': o->verbose++; break;
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
@@ -2218,41 +2207,40 @@ parse_opts(int argc, char **argv, struct opts *o)
 			return (usage_error("unknown option, or an argument "
 			    "it does not take: %s", argv[optind - 1]));
 		}
-		if (rc != 0)
-			return (rc);
 	}
-	o->keep = (flags & 1) != 0;
-	o->classic = (flags & 16) != 0;
-	o->keygen = (flags & 32) != 0;
-	o->pubkey = (flags & 64) != 0;
-	if ((flags & 6) == 6)
-		return (usage_error("-4 and -6 cannot be combined"));
-	o->family = flags & 2 ? AF_INET : flags & 4 ? AF_INET6 : AF_UNSPEC;
-	if ((flags & 8) && o->verbose > 0)
-		return (usage_error("-q and -v cannot be combined"));
-	o->verbose = flags & 8 ? -1 : o->verbose;
+	return (rc);
+}
 
-	/* --keygen [FILE] and --pubkey [FILE|-]: one optional operand. */
-	if (o->keygen || o->pubkey) {
-		if (o->keygen && o->pubkey)
-			return (usage_error("--keygen and --pubkey cannot be "
-			    "combined"));
-		if (o->listen || o->connect || o->classic || o->keep || wait ||
-		    o->identity || o->name || o->peer || o->known ||
-		    o->allow || o->psk || (flags & 6))
-			return (usage_error("%s takes no other options",
-			    o->keygen ? "--keygen" : "--pubkey"));
-		if (argc - optind > 1)
-			return (usage_error("unexpected argument: %s",
-			    argv[optind + 1]));
-		o->keyfile = optind < argc ? argv[optind] : NULL;
-		if (o->keygen && o->keyfile && strcmp(o->keyfile, "-") == 0)
-			return (usage_error("--keygen writes a file, not "
-			    "stdout"));
-		return (0);
-	}
-	if (optind < argc)
-		return (usage_error("unexpected argument: %s", argv[optind]));
+/* --keygen [FILE] and --pubkey [FILE|-]: alone, with one optional FILE. */
+static int
+check_keyfile_opts(int argc, char **argv, struct opts *o,
+    const struct given *g)
+{
+	const char *mode = o->keygen ? "--keygen" : "--pubkey";
+
+	if (o->keygen && o->pubkey)
+		return (usage_error("--keygen and --pubkey cannot be combined"));
+	if (o->listen || o->connect || o->classic || o->keep || g->wait ||
+	    o->identity || o->name || o->peer || o->known || o->allow ||
+	    o->psk || g->v4 || g->v6)
+		return (usage_error("%s takes no other options", mode));
+	if (argc - optind > 1)
+		return (usage_error("unexpected argument: %s",
+		    argv[optind + 1]));
+	o->keyfile = optind < argc ? argv[optind] : NULL;
+	if (o->keygen && o->keyfile && strcmp(o->keyfile, "-") == 0)
+		return (usage_error("--keygen writes a file, not stdout"));
+	return (0);
+}
+
+/* Each option conflict gets its own message; exit status or 0. */
+static int
+check_opts(struct opts *o, const struct given *g)
+{
+	const char *bad;
+	char *end;
+	long v;
+
 	if (o->listen == NULL && o->connect == NULL)
 		return (usage_error("one of -l or -c is needed"));
 	if (o->listen != NULL && o->connect != NULL)
@@ -2263,29 +2251,50 @@ parse_opts(int argc, char **argv, struct opts *o)
 		return (usage_error("--known-peers needs -c"));
 	if (o->allow != NULL && o->listen == NULL)
 		return (usage_error("--allow needs -l"));
-	if (o->classic) {
-		const char *bad = o->identity ? "-i" : o->name ? "-n" :
-		    o->peer ? "--peer" : o->known ? "--known-peers" :
-		    o->allow ? "--allow" : o->psk ? "--psk" : NULL;
-
-		if (bad != NULL)
-			return (usage_error("%s cannot be used with --classic: "
-			    "the original protocol has no keys to check",
-			    bad));
-	}
+	bad = o->identity ? "-i" : o->name ? "-n" : o->peer ? "--peer" :
+	    o->known ? "--known-peers" : o->allow ? "--allow" :
+	    o->psk ? "--psk" : NULL;
+	if (o->classic && bad != NULL)
+		return (usage_error("%s cannot be used with --classic: the "
+		    "original protocol has no keys to check", bad));
 	if (o->name != NULL && !valid_name(o->name))
 		return (usage_error("-n: a name is at most %d bytes of "
 		    "printable UTF-8", PROTO_NAMEMAX));
-	if (wait != NULL) {
+	if (g->wait != NULL) {
 		errno = 0;
-		v = strtol(wait, &end, 10);
-		if (!isdigit((unsigned char)wait[0]) || *end != '\0' ||
+		v = strtol(g->wait, &end, 10);
+		if (!isdigit((unsigned char)g->wait[0]) || *end != '\0' ||
 		    errno != 0 || v < 1 || v > 86400)
 			return (usage_error("-w: %s: expected seconds from 1 "
-			    "to 86400", wait));
+			    "to 86400", g->wait));
 		o->wait = (int)v;
 	}
 	return (0);
+}
+
+static int
+parse_opts(int argc, char **argv, struct opts *o)
+{
+	struct given g;
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	memset(&g, 0, sizeof(g));
+	o->wait = DEFAULT_WAIT;
+	if ((rc = scan_opts(argc, argv, o, &g)) != 0)
+		return (rc);
+	if (g.v4 && g.v6)
+		return (usage_error("-4 and -6 cannot be combined"));
+	o->family = g.v4 ? AF_INET : g.v6 ? AF_INET6 : AF_UNSPEC;
+	if (g.quiet && o->verbose > 0)
+		return (usage_error("-q and -v cannot be combined"));
+	if (g.quiet)
+		o->verbose = -1;
+	if (o->keygen || o->pubkey)
+		return (check_keyfile_opts(argc, argv, o, &g));
+	if (optind < argc)
+		return (usage_error("unexpected argument: %s", argv[optind]));
+	return (check_opts(o, &g));
 }
 
 /* Everything a session needs, from the options; exit status or 0. */
