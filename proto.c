@@ -239,12 +239,22 @@ proto_key_decode(uint8_t key[PROTO_KEYBYTES], const char *text, size_t len)
 {
 	uint8_t tmp[PROTO_KEYBYTES];
 	const char *end;
-	size_t binlen;
+	size_t binlen, i;
 
-	/* libsodium also rejects nonzero bits after the last full byte, so
-	 * every key has exactly one text form. */
-	if (len != PROTO_B64LEN || memchr(text, '\0', len) != NULL)
+	/*
+	 * 43 characters of the standard alphabet, then '='.  The alphabet is
+	 * checked here because libsodium 1.0.18 reads bytes above 0x7f as
+	 * '/'.  libsodium rejects nonzero bits after the last full byte, so
+	 * every key has exactly one text form.
+	 */
+	if (len != PROTO_B64LEN || text[len - 1] != '=')
 		return (-1);
+	for (i = 0; i < len - 1; i++)
+		if (!((text[i] >= 'A' && text[i] <= 'Z') ||
+		    (text[i] >= 'a' && text[i] <= 'z') ||
+		    (text[i] >= '0' && text[i] <= '9') ||
+		    text[i] == '+' || text[i] == '/'))
+			return (-1);
 	if (sodium_base642bin(tmp, sizeof(tmp), text, len, NULL, &binlen,
 	    &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
 	    binlen != sizeof(tmp) || end != text + len) {

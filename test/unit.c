@@ -3146,6 +3146,13 @@ key_decode_rejects(size_t *nrefused)
 			return (0);
 		(*nrefused)++;
 	}
+	/* Every byte above 0x7f, which libsodium 1.0.18 alone reads as '/'. */
+	for (i = 0x80; i <= 0xff; i++) {
+		c[0] = (char)i;
+		if (!refused(good, 5, c, 0, 44, "a byte above 0x7f"))
+			return (0);
+		(*nrefused)++;
+	}
 	/*
 	 * Character 43 holds the last 4 bits of the key and 2 bits that
 	 * must be zero: of the 64, only the 16 with those bits clear may
