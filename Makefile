@@ -63,6 +63,10 @@ check-tsan: san-deps
 	    LDFLAGS="-fsanitize=thread"
 	$(MAKE) clean
 
+# libFuzzer targets, each run FUZZ_SECONDS (default 60) on its seed corpus.
+fuzz: san-deps
+	sh fuzz/run.sh
+
 # The unit tests under valgrind (a whole session runs under it in check).
 check-valgrind: check-deps
 	@$(MAKE) --no-print-directory test/unit
@@ -79,8 +83,9 @@ install: all
 
 clean:
 	rm -f $(PROG) $(TESTS) *.o *.d test/*.o test/*.d
+	rm -rf fuzz/build
 
-.PHONY: all check check-asan check-tsan check-valgrind bounds build-deps \
+.PHONY: all check check-asan check-tsan check-valgrind bounds fuzz build-deps \
 	check-deps san-deps install clean
 
 -include $(OBJS:.o=.d) test/unit.d
