@@ -435,7 +435,44 @@ term_show(const char *label, const uint8_t *text, size_t len)
 	(void)proto_write_full(STDOUT_FILENO, out, n);
 	term_redraw();
 	pthread_mutex_unlock(&term.mu);
+	sodium_memzero(out, n);
 	free(out);
+}
+
+/* Apply one typed byte that edits the line (not Enter or Ctrl-D). Locked. */
+static void
+term_edit(uint8_t b)
+{
+
+	switch (b) {
+	case 0x7f:	/* Backspace: one whole character */
+	case 0x08:
+		while (term.len > 0 &&
+		    ((uint8_t)term.line[--term.len] & 0xc0) == 0x80)
+			;
+		break;
+	case 0x15:	/* Ctrl-U */
+		term.len = 0;
+		break;
+	case 0x17:	/* Ctrl-W */
+		while (term.len > 0 && term.line[term.len - 1] == ' ')
+			term.len--;
+		while (term.len > 0 && term.line[term.len - 1] != ' ')
+			term.len--;
+		break;
+	case 0x0c:	/* Ctrl-L */
+		(void)proto_write_full(STDOUT_FILENO, "\033[H\033[2J", 7);
+		break;
+	default:
+		if (b == '\t')
+			b = ' ';
+		if (b < 0x20)
+			break;
+		if (term.len < LINEMAX)
+			term.line[term.len++] = (char)b;
+		else
+			(void)proto_write_full(STDOUT_FILENO, "\a", 1);
+	}
 }
 
 /*
@@ -448,24 +485,20 @@ term_input(const uint8_t *in, size_t n, int *esc,
     int (*send_line)(void *, const char *, size_t), void *arg)
 {
 	size_t i, len;
-	int rc;
+	int rc = 0;
 
 	pthread_mutex_lock(&term.mu);
-	for (i = 0; i < n; i++) {
-		uint8_t b = in[i];
-
+	for (i = 0; i < n && rc == 0; i++) {
 		/* Skip escape sequences (arrow keys and the like). */
-		if (*esc == 1) {
-			*esc = (b == '[' || b == 'O') ? 2 : 0;
-			continue;
-		} else if (*esc == 2) {
-			if (b >= 0x40 && b <= 0x7e)
-				*esc = 0;
-			continue;
-		}
-		switch (b) {
-		case '\r':
-		case '\n':
+		if (*esc == 1)
+			*esc = (in[i] == '[' || in[i] == 'O') ? 2 : 0;
+		else if (*esc == 2)
+			*esc = (in[i] >= 0x40 && in[i] <= 0x7e) ? 0 : 2;
+		else if (in[i] == 0x1b)
+			*esc = 1;
+		else if (in[i] == 0x04 && term.len == 0)	/* Ctrl-D */
+			rc = 1;
+		else if (in[i] == '\r' || in[i] == '\n') {
 			/* The typed line stays on screen, as in a shell; the
 			 * text stays in term.line, which only we write. */
 			term_redraw();
@@ -474,58 +507,17 @@ term_input(const uint8_t *in, size_t n, int *esc,
 			(void)proto_write_full(STDOUT_FILENO, "\n> ", 3);
 			/* Like the original, an empty line sends nothing. */
 			if (len == 0)
-				break;
+				continue;
 			pthread_mutex_unlock(&term.mu);
 			rc = send_line(arg, term.line, len);
 			pthread_mutex_lock(&term.mu);
-			if (rc != 0) {
-				pthread_mutex_unlock(&term.mu);
-				return (rc);
-			}
-			break;
-		case 0x04:	/* Ctrl-D */
-			if (term.len == 0) {
-				pthread_mutex_unlock(&term.mu);
-				return (1);
-			}
-			break;
-		case 0x7f:	/* Backspace: one whole character */
-		case 0x08:
-			while (term.len > 0 &&
-			    ((uint8_t)term.line[--term.len] & 0xc0) == 0x80)
-				;
-			break;
-		case 0x15:	/* Ctrl-U */
-			term.len = 0;
-			break;
-		case 0x17:	/* Ctrl-W */
-			while (term.len > 0 && term.line[term.len - 1] == ' ')
-				term.len--;
-			while (term.len > 0 && term.line[term.len - 1] != ' ')
-				term.len--;
-			break;
-		case 0x0c:	/* Ctrl-L */
-			(void)proto_write_full(STDOUT_FILENO, "\033[H\033[2J",
-			    7);
-			break;
-		case 0x1b:
-			*esc = 1;
-			break;
-		case '\t':
-			b = ' ';
-			/* FALLTHROUGH */
-		default:
-			if (b < 0x20)
-				break;
-			if (term.len < LINEMAX)
-				term.line[term.len++] = (char)b;
-			else
-				(void)proto_write_full(STDOUT_FILENO, "\a", 1);
-		}
+		} else
+			term_edit(in[i]);
 	}
-	term_redraw();
+	if (rc == 0)
+		term_redraw();
 	pthread_mutex_unlock(&term.mu);
-	return (0);
+	return (rc);
 }
 
 /*
@@ -1048,36 +1040,15 @@ done:
 }
 
 /*
- * Run both threads until the session ends; return the exit status, with
- * any failure reported.
+ * The main thread's watch over a session: wait until it has ended, or
+ * must end.  Say whether the peer's direction ended (*ended) and ours did
+ * cleanly (*closed).
  */
-static int
-session_run(struct session *s)
+static void
+session_wait(struct session *s, int *ended, int *closed)
 {
-	pthread_t tx, rx;
 	struct timespec ts;
 	int64_t until = 0;
-	int rc, ended, closed;
-
-	wake_drain();
-	got_signal = 0;
-	catch_signals(1);
-	if (s->chat && term_start() != 0)
-		s->chat = 0;
-	if ((rc = pthread_create(&rx, NULL, receiver_main, s)) != 0) {
-		warnx0("pthread_create: %s", strerror(rc));
-		catch_signals(0);
-		term_stop();
-		return (EXIT_RUNTIME);
-	}
-	if ((rc = pthread_create(&tx, NULL, sender_main, s)) != 0) {
-		warnx0("pthread_create: %s", strerror(rc));
-		(void)shutdown(s->sock, SHUT_RDWR);
-		pthread_join(rx, NULL);
-		catch_signals(0);
-		term_stop();
-		return (EXIT_RUNTIME);
-	}
 
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
@@ -1114,12 +1085,46 @@ session_run(struct session *s)
 		}
 		(void)pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 	}
-	ended = s->rx_done;
-	closed = s->tx_done && s->txcode == 0;
+	*ended = s->rx_done;
+	*closed = s->tx_done && s->txcode == 0;
 	s->stop = 1;
 	/* What the threads see once the socket is shut is our doing. */
 	s->ending = 1;
 	pthread_mutex_unlock(&s->mu);
+
+}
+
+/*
+ * Run both threads until the session ends; return the exit status, with
+ * any failure reported.
+ */
+static int
+session_run(struct session *s)
+{
+	pthread_t tx, rx;
+	int rc, ended, closed;
+
+	wake_drain();
+	got_signal = 0;
+	catch_signals(1);
+	if (s->chat && term_start() != 0)
+		s->chat = 0;
+	if ((rc = pthread_create(&rx, NULL, receiver_main, s)) != 0) {
+		warnx0("pthread_create: %s", strerror(rc));
+		catch_signals(0);
+		term_stop();
+		return (EXIT_RUNTIME);
+	}
+	if ((rc = pthread_create(&tx, NULL, sender_main, s)) != 0) {
+		warnx0("pthread_create: %s", strerror(rc));
+		(void)shutdown(s->sock, SHUT_RDWR);
+		pthread_join(rx, NULL);
+		catch_signals(0);
+		term_stop();
+		return (EXIT_RUNTIME);
+	}
+
+	session_wait(s, &ended, &closed);
 
 	/* Unblock whichever thread is still waiting, then collect both. */
 	(void)write(wakefd[1], "x", 1);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian/Ubuntu packages named as arguments if any is missing:
-# as root directly, else through sudo if it needs no password; otherwise
-# print the command to run and fail.
+# as root directly, else through sudo (which may ask for a password at a
+# terminal); otherwise print the command to run and fail.
 missing=""
 for p in "$@"; do
 	if command -v dpkg-query >/dev/null 2>&1; then
@@ -17,7 +17,8 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 if [ "$(id -u)" -eq 0 ]; then
 	sudo=""
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+elif command -v sudo >/dev/null 2>&1 &&
+    { sudo -n true 2>/dev/null || [ -t 0 ]; }; then
 	sudo="sudo"
 else
 	echo "x25519chat: missing packages; run: sudo apt-get install -y$missing" >&2
