@@ -804,6 +804,7 @@ tok_s_write(struct proto_hs *hs, uint8_t *msg, size_t *off)
 	if ((rc = encrypt_and_hash(hs, hs->spub, PROTO_KEYBYTES, msg + *off,
 	    &n)) != 0)
 		return (rc);
+	trace(hs, "s (as sent)", msg + *off, n);
 	*off += n;
 	return (0);
 }
@@ -817,6 +818,7 @@ tok_s_read(struct proto_hs *hs, const uint8_t *msg, size_t len, size_t *off)
 
 	if (len - *off < need)
 		return (PROTO_EBADMSG);
+	trace(hs, "s (as received)", msg + *off, need);
 	if ((rc = decrypt_and_hash(hs, msg + *off, need, hs->rs, &n)) != 0)
 		return (rc);
 	*off += need;
@@ -880,8 +882,10 @@ noise_write(struct proto_hs *hs, const uint8_t *payload, size_t plen,
 		if ((rc = tok_s_write(hs, msg, &off)) != 0 ||
 		    (rc = tok_dh(hs, "se")) != 0)
 			return (rc);
-		if (hs->has_psk)
+		if (hs->has_psk) {
+			trace(hs, "psk", hs->psk, sizeof(hs->psk));
 			mix_key_and_hash(hs, hs->psk, sizeof(hs->psk));
+		}
 		break;
 	}
 	trace(hs, "payload", payload, plen);
@@ -920,8 +924,10 @@ noise_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 		if ((rc = tok_s_read(hs, msg, msglen, &off)) != 0 ||
 		    (rc = tok_dh(hs, "se")) != 0)
 			return (rc);
-		if (hs->has_psk)
+		if (hs->has_psk) {
+			trace(hs, "psk", hs->psk, sizeof(hs->psk));
 			mix_key_and_hash(hs, hs->psk, sizeof(hs->psk));
+		}
 		break;
 	}
 	if ((rc = decrypt_and_hash(hs, msg + off, msglen - off, payload,
