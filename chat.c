@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -657,9 +658,9 @@ trace_packet(struct session *s, const char *dir, uint64_t n,
 	    ptlen + PROTO_NONCEBYTES + PROTO_TAGBYTES, nonce, tag);
 }
 
-/* Seal the ptlen bytes at pkt + PROTO_HDRBYTES and send the packet. */
+/* Seal the ptlen bytes at pkt + PROTO_HDRBYTES into a packet, in place. */
 static int
-send_packet(struct session *s, uint8_t *pkt, size_t ptlen)
+seal(struct session *s, uint8_t *pkt, size_t ptlen)
 {
 	uint64_t n = proto_cipher_nonce(s->tx);
 	int rc, type = s->classic ? 0 : pkt[PROTO_HDRBYTES];
@@ -670,44 +671,67 @@ send_packet(struct session *s, uint8_t *pkt, size_t ptlen)
 		return (-1);
 	}
 	trace_packet(s, "send", n, pkt, ptlen, type);
-	if (proto_write_full(s->sock, pkt, PROTO_HDRBYTES + ptlen) != 0) {
-		/* The receiver usually learns why the connection died (a cut,
-		 * a refusal): its report, if it makes one, comes first. */
-		int err = errno;
+	return (0);
+}
 
-		pthread_mutex_lock(&s->mu);
-		if (s->txcode == 0) {
-			s->txcode = EXIT_RUNTIME;
-			snprintf(s->txmsg, sizeof(s->txmsg), "send: %s%s",
-			    strerror(err), err == EPIPE || err == ECONNRESET ?
-			    ": the peer is gone; what we sent may not all "
-			    "have arrived" : "");
-		}
-		pthread_cond_signal(&s->cv);
-		pthread_mutex_unlock(&s->mu);
-		return (-1);
+/* Write len bytes of sealed packets to the socket. */
+static int
+transmit(struct session *s, const uint8_t *buf, size_t len)
+{
+	int err;
+
+	if (proto_write_full(s->sock, buf, len) == 0)
+		return (0);
+	/* The receiver usually learns why the connection died (a cut, a
+	 * refusal): its report, if it makes one, comes first. */
+	err = errno;
+	pthread_mutex_lock(&s->mu);
+	if (s->txcode == 0) {
+		s->txcode = EXIT_RUNTIME;
+		snprintf(s->txmsg, sizeof(s->txmsg), "send: %s%s",
+		    strerror(err), err == EPIPE || err == ECONNRESET ?
+		    ": the peer is gone; what we sent may not all have arrived" :
+		    "");
 	}
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return (-1);
+}
+
+/*
+ * Default protocol: once 1 GiB or 120 s have passed since the last key,
+ * send REKEY and move to the next key.  Packets sealed earlier must have
+ * been written first.
+ */
+static int
+rekey_if_due(struct session *s)
+{
+	uint8_t pkt[PROTO_HDRBYTES + 1];
+
+	if (s->classic || !proto_cipher_rekey_due(s->tx, proto_now_ms()))
+		return (0);
+	pkt[PROTO_HDRBYTES] = PROTO_REKEY;
+	if (seal(s, pkt, 1) != 0 || transmit(s, pkt, sizeof(pkt)) != 0)
+		return (-1);
+	(void)proto_cipher_rekey(s->tx);
+	status(1, "Rekeyed the sending direction.");
 	return (0);
 }
 
 /*
- * Send a packet of the default protocol: type, then the bodylen bytes at
- * pkt + PROTO_HDRBYTES + 1.  When a rekey is due, REKEY goes first.
+ * Send one packet of the default protocol: type, then the bodylen bytes
+ * at pkt + PROTO_HDRBYTES + 1.
  */
 static int
 send_typed(struct session *s, uint8_t *pkt, uint8_t type, size_t bodylen)
 {
-	uint8_t rekey[PROTO_HDRBYTES + 1];
 
-	if (proto_cipher_rekey_due(s->tx, proto_now_ms())) {
-		rekey[PROTO_HDRBYTES] = PROTO_REKEY;
-		if (send_packet(s, rekey, 1) != 0)
-			return (-1);
-		(void)proto_cipher_rekey(s->tx);
-		status(1, "Rekeyed the sending direction.");
-	}
+	if (rekey_if_due(s) != 0)
+		return (-1);
 	pkt[PROTO_HDRBYTES] = type;
-	return (send_packet(s, pkt, 1 + bodylen));
+	if (seal(s, pkt, 1 + bodylen) != 0)
+		return (-1);
+	return (transmit(s, pkt, PROTO_HDRBYTES + 1 + bodylen));
 }
 
 /* The end of our direction: CLOSE, or in classic the end of TCP. */
@@ -723,22 +747,18 @@ send_close(struct session *s)
 }
 
 /*
- * Send body (at pkt + PROTO_HDRBYTES + 1 in the default protocol, at
- * pkt + PROTO_HDRBYTES in classic).
+ * The sender seals packets in place in one buffer of NSLOT packet-sized
+ * slots, and writes as many as are ready at once.
  */
-static int
-send_data(struct session *s, uint8_t *pkt, size_t bodylen)
-{
-
-	if (s->classic)
-		return (send_packet(s, pkt, bodylen));
-	return (send_typed(s, pkt, PROTO_DATA, bodylen));
-}
+#define NSLOT		4
+#define OUTBYTES	(NSLOT * PROTO_MAXPKT)
 
 struct sender {
 	struct session *s;
-	uint8_t *pkt;		/* PROTO_MAXPKT bytes */
+	uint8_t *out;		/* OUTBYTES: packets and room for them */
+	size_t used;		/* classic: sealed packets waiting in out */
 	int split;		/* classic: the last line sent had no newline */
+	int esc;		/* chat: inside an escape sequence */
 };
 
 /* Chat mode: one typed line is one packet (with its newline, by default). */
@@ -746,12 +766,44 @@ static int
 send_line(void *arg, const char *line, size_t len)
 {
 	struct sender *sd = arg;
-	size_t off = PROTO_HDRBYTES + (sd->s->classic ? 0 : 1);
+	struct session *s = sd->s;
 
-	memcpy(sd->pkt + off, line, len);
-	if (!sd->s->classic)
-		sd->pkt[off + len++] = '\n';
-	return (send_data(sd->s, sd->pkt, len) != 0 ? -1 : 0);
+	if (!s->classic) {
+		memcpy(sd->out + PROTO_HDRBYTES + 1, line, len);
+		sd->out[PROTO_HDRBYTES + 1 + len] = '\n';
+		return (send_typed(s, sd->out, PROTO_DATA, len + 1));
+	}
+	memcpy(sd->out + PROTO_HDRBYTES, line, len);
+	if (seal(s, sd->out, len) != 0 ||
+	    transmit(s, sd->out, PROTO_HDRBYTES + len) != 0)
+		return (-1);
+	return (0);
+}
+
+/* Classic: write out the packets waiting in the buffer. */
+static int
+flush_out(struct sender *sd)
+{
+	size_t used = sd->used;
+
+	sd->used = 0;
+	return (used > 0 ? transmit(sd->s, sd->out, used) : 0);
+}
+
+/* Classic: seal one line into the buffer, writing it out first if full. */
+static int
+queue_line(struct sender *sd, const uint8_t *line, size_t len)
+{
+	uint8_t *pkt;
+
+	if (sd->used + PROTO_HDRBYTES + len > OUTBYTES && flush_out(sd) != 0)
+		return (-1);
+	pkt = sd->out + sd->used;
+	memcpy(pkt + PROTO_HDRBYTES, line, len);
+	if (seal(sd->s, pkt, len) != 0)
+		return (-1);
+	sd->used += PROTO_HDRBYTES + len;
+	return (0);
 }
 
 /*
@@ -776,17 +828,93 @@ send_lines(struct sender *sd, uint8_t *buf, size_t *have, int eof)
 			break;
 		/* A line that filled whole packets ends with its newline
 		 * alone: that is not one more (empty) line. */
-		if (len > 0 || nl == NULL || !sd->split) {
-			memcpy(sd->pkt + PROTO_HDRBYTES, buf + start, len);
-			if (send_data(sd->s, sd->pkt, len) != 0)
-				return (-1);
-		}
+		if ((len > 0 || nl == NULL || !sd->split) &&
+		    queue_line(sd, buf + start, len) != 0)
+			return (-1);
 		sd->split = (nl == NULL);
 		start += len + (nl != NULL);
 	}
 	memmove(buf, buf + start, *have - start);
 	*have -= start;
-	return (0);
+	return (flush_out(sd));
+}
+
+/*
+ * Default pipe mode: read what waits on stdin, up to NSLOT full packets,
+ * straight into the slots, seal each in place and write them all at once.
+ * Return 0, 1 at the end of stdin, or -1 on failure (recorded).
+ */
+static int
+pump_stream(struct sender *sd)
+{
+	struct session *s = sd->s;
+	struct iovec iov[NSLOT];
+	uint8_t *pkt = sd->out, *from = sd->out, *end = sd->out;
+	size_t len, i;
+	ssize_t r;
+
+	for (i = 0; i < NSLOT; i++) {
+		iov[i].iov_base = sd->out + i * PROTO_MAXPKT +
+		    PROTO_HDRBYTES + 1;
+		iov[i].iov_len = PROTO_MAXPLAIN - 1;
+	}
+	if ((r = readv(STDIN_FILENO, iov, NSLOT)) == 0)
+		return (1);
+	if (r == -1 && (errno == EINTR || errno == EAGAIN))
+		return (0);
+	if (r == -1) {
+		session_fail(s, EXIT_RUNTIME, "read from stdin: %s",
+		    strerror(errno));
+		return (-1);
+	}
+	for (; r > 0; pkt += PROTO_MAXPKT, r -= (ssize_t)len) {
+		len = (size_t)r < PROTO_MAXPLAIN - 1 ? (size_t)r :
+		    PROTO_MAXPLAIN - 1;
+		/* REKEY goes out after the packets sealed before it. */
+		if (!s->classic && proto_cipher_rekey_due(s->tx,
+		    proto_now_ms())) {
+			if (transmit(s, from, (size_t)(end - from)) != 0 ||
+			    rekey_if_due(s) != 0)
+				return (-1);
+			from = pkt;
+		}
+		pkt[PROTO_HDRBYTES] = PROTO_DATA;
+		if (seal(s, pkt, 1 + len) != 0)
+			return (-1);
+		end = pkt + PROTO_HDRBYTES + 1 + len;
+	}
+	return (transmit(s, from, (size_t)(end - from)) != 0 ? -1 : 0);
+}
+
+/*
+ * Read what the terminal or the classic line splitter takes, into in
+ * (*have bytes kept from before), and send it.  Return as pump_stream().
+ */
+static int
+pump_lines(struct sender *sd, uint8_t *in, size_t *have)
+{
+	struct session *s = sd->s;
+	ssize_t r;
+	int rc;
+
+	r = read(STDIN_FILENO, in + *have, PROTO_MAXPLAIN - *have);
+	if (r == -1 && (errno == EINTR || errno == EAGAIN))
+		return (0);
+	if (r == -1) {
+		session_fail(s, EXIT_RUNTIME, "read from stdin: %s",
+		    strerror(errno));
+		return (-1);
+	}
+	if (s->chat) {
+		if (r == 0)
+			return (1);
+		rc = term_input(in, (size_t)r, &sd->esc, send_line, sd);
+		return (rc == 1 ? 1 : rc == 0 ? 0 : -1);
+	}
+	*have += (size_t)r;
+	if (send_lines(sd, in, have, r == 0) != 0)
+		return (-1);
+	return (r == 0);
 }
 
 /*
@@ -818,23 +946,36 @@ wait_input(struct session *s)
 	}
 }
 
+/* A pipe on our side may hold more than the default 64 KiB. */
+static void
+widen_pipe(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+		(void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+}
+
 /* The sender thread: stdin -> seal -> socket, then the end of stream. */
 static void *
 sender_main(void *arg)
 {
 	struct session *s = arg;
-	struct sender sd = { s, NULL, 0 };
+	struct sender sd;
 	uint8_t *in = NULL;
-	size_t have = 0, room;
-	ssize_t r;
-	int rc, esc = 0, eof = 0;
+	size_t have = 0;
+	int rc = 0;
 
-	if ((sd.pkt = malloc(PROTO_MAXPKT)) == NULL ||
+	memset(&sd, 0, sizeof(sd));
+	sd.s = s;
+	if ((sd.out = malloc(OUTBYTES)) == NULL ||
 	    (in = malloc(PROTO_MAXPLAIN)) == NULL) {
 		session_fail(s, EXIT_RUNTIME, "malloc: %s", strerror(errno));
 		goto done;
 	}
-	while (!eof) {
+	if (!s->chat)
+		widen_pipe(STDIN_FILENO);
+	while (rc == 0) {
 		if ((rc = wait_input(s)) == 0)
 			break;
 		if (rc == -1) {
@@ -842,34 +983,13 @@ sender_main(void *arg)
 			    strerror(errno));
 			goto done;
 		}
-		/* Read straight into the packet unless lines are cut. */
-		if (s->chat || s->classic) {
-			room = PROTO_MAXPLAIN - have;
-			r = read(STDIN_FILENO, in + have, room);
-		} else
-			r = read(STDIN_FILENO, sd.pkt + PROTO_HDRBYTES + 1,
-			    PROTO_MAXPLAIN - 1);
-		if (r == -1 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (r == -1) {
-			session_fail(s, EXIT_RUNTIME, "read from stdin: %s",
-			    strerror(errno));
-			goto done;
-		}
-		eof = (r == 0);
-		if (s->chat) {
-			rc = eof ? 1 : term_input(in, (size_t)r, &esc,
-			    send_line, &sd);
-			if (rc == -1)
-				goto done;
-			eof = (rc == 1);
-		} else if (s->classic) {
-			have += (size_t)r;
-			if (send_lines(&sd, in, &have, eof) != 0)
-				goto done;
-		} else if (!eof && send_data(s, sd.pkt, (size_t)r) != 0)
-			goto done;
+		if (s->chat || s->classic)
+			rc = pump_lines(&sd, in, &have);
+		else
+			rc = pump_stream(&sd);
 	}
+	if (rc == -1)
+		goto done;
 
 	/*
 	 * The end of our direction, unless the session failed.  CLOSE vouches
@@ -882,10 +1002,10 @@ sender_main(void *arg)
 done:
 	if (in != NULL)
 		sodium_memzero(in, PROTO_MAXPLAIN);
-	if (sd.pkt != NULL)
-		sodium_memzero(sd.pkt, PROTO_MAXPKT);
+	if (sd.out != NULL)
+		sodium_memzero(sd.out, OUTBYTES);
 	free(in);
-	free(sd.pkt);
+	free(sd.out);
 	session_done(s, &s->tx_done);
 	return (NULL);
 }
@@ -925,117 +1045,198 @@ show_stream(struct session *s, uint8_t *held, size_t *nheld,
 }
 
 /*
- * Read and open one packet.  Return 0 with the plaintext at
- * pkt + PROTO_HDRBYTES, 1 at a clean end of the stream, -1 on failure
- * (recorded).
+ * The receiver reads as much as the socket holds into one buffer, opens
+ * every whole packet in it in place, and writes their plaintexts out
+ * together before reading on.
+ */
+#define INBYTES		(4 * PROTO_MAXPKT)
+
+struct receiver {
+	struct session *s;
+	uint8_t *buf;		/* INBYTES, and one for classic's newline */
+	size_t have;		/* bytes in buf */
+	size_t pos;		/* start of the first packet not yet opened */
+	int opened;		/* a packet has been opened */
+	struct iovec iov[64];	/* plaintexts waiting for stdout */
+	int niov;
+	uint8_t held[SHOWMAX];	/* chat: a line waiting for its end */
+	size_t nheld;
+};
+
+/* Write out the plaintexts waiting in r->iov.  0 or -1 (recorded). */
+static int
+flush_in(struct receiver *r)
+{
+	struct iovec *iov = r->iov;
+	int n = r->niov;
+	ssize_t w;
+
+	r->niov = 0;
+	while (n > 0) {
+		if ((w = writev(STDOUT_FILENO, iov, n)) == -1 &&
+		    errno == EINTR)
+			continue;
+		if (w == -1) {
+			session_fail(r->s, EXIT_RUNTIME, "write to stdout: %s",
+			    strerror(errno));
+			return (-1);
+		}
+		for (; n > 0 && (size_t)w >= iov->iov_len; iov++, n--)
+			w -= (ssize_t)iov->iov_len;
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return (0);
+}
+
+/* Pass len bytes of authenticated plaintext on: to stdout, or the screen. */
+static int
+deliver(struct receiver *r, const uint8_t *data, size_t len)
+{
+	struct session *s = r->s;
+
+	if (s->chat && s->classic)
+		term_show(s->label, data, len);
+	else if (s->chat)
+		show_stream(s, r->held, &r->nheld, data, len, 0);
+	else {
+		if (r->niov == (int)(sizeof(r->iov) / sizeof(r->iov[0])) &&
+		    flush_in(r) != 0)
+			return (-1);
+		r->iov[r->niov].iov_base = (void *)data;
+		r->iov[r->niov++].iov_len = len;
+	}
+	return (0);
+}
+
+/*
+ * Read more from the socket.  Return 0, 1 at a clean end of the stream,
+ * or -1 on failure (recorded).
  */
 static int
-recv_packet(struct session *s, uint8_t *pkt, size_t *ptlen, int first)
+fill(struct receiver *r)
 {
-	size_t len;
-	int rc, refused;
+	struct session *s = r->s;
+	ssize_t n;
+	int cut;
 
-	rc = proto_read_full(s->sock, pkt, PROTO_LENBYTES, 0);
-	/* Classic has no CLOSE: the end of TCP between packets is the end. */
-	if (rc == PROTO_EEOF && s->classic)
-		return (1);
-	if (rc == PROTO_EERRNO && errno == ECONNRESET && !s->classic)
-		rc = PROTO_EEOF;
-	/* A listener that ends the connection before its first packet has
-	 * refused us after the handshake (our key, or our PSK). */
-	refused = rc == PROTO_EEOF && first && s->initiator;
-	if (rc == 0 && (rc = proto_open_len(s->rx, pkt, &len)) == 0) {
-		/* Inside a packet, any end of the stream truncates it. */
-		rc = proto_read_full(s->sock, pkt + PROTO_LENBYTES, len, 0);
-		if (rc == PROTO_EEOF ||
-		    (rc == PROTO_EERRNO && errno == ECONNRESET))
-			rc = PROTO_ETRUNC;
-	}
-	if (rc == 0 && (rc = proto_open(s->rx, pkt, PROTO_LENBYTES + len,
-	    ptlen)) == 0)
+	memmove(r->buf, r->buf + r->pos, r->have - r->pos);
+	r->have -= r->pos;
+	r->pos = 0;
+	do
+		n = read(s->sock, r->buf + r->have, INBYTES - r->have);
+	while (n == -1 && errno == EINTR);
+	if (n > 0) {
+		r->have += (size_t)n;
 		return (0);
-
-	if (refused)
+	}
+	cut = n == 0 || errno == ECONNRESET;
+	if (!cut || (s->classic && r->have == 0 && n != 0))
+		session_fail(s, EXIT_RUNTIME, "receive: %s", strerror(errno));
+	else if (s->classic && r->have == 0)
+		/* Classic has no CLOSE: the end of TCP between packets. */
+		return (1);
+	else if (s->classic)
+		session_fail(s, EXIT_SECURITY, "connection closed in the middle "
+		    "of a packet");
+	else if (!r->opened && r->have == 0 && s->initiator)
+		/* A listener that ends the connection before its first
+		 * packet has refused us after the handshake. */
 		session_fail(s, EXIT_SECURITY, "the listener closed the "
 		    "connection after the handshake: it refused our key or "
 		    "our pre-shared key");
-	else if (rc == PROTO_EEOF || rc == PROTO_ETRUNC)
-		/* Classic has no authenticated end: a cut is a short packet. */
-		session_fail(s, s->classic ? EXIT_SECURITY : EXIT_CUT,
-		    s->classic ?
-		    "connection closed in the middle of a packet" :
-		    "connection cut before the peer's CLOSE: the stream is "
-		    "incomplete");
-	else if (rc == PROTO_EERRNO)
-		session_fail(s, EXIT_RUNTIME, "receive: %s", strerror(errno));
 	else
-		session_fail(s, exit_for(rc), "packet %llu from peer: %s",
-		    (unsigned long long)proto_cipher_nonce(s->rx),
-		    proto_strerror(rc));
+		session_fail(s, EXIT_CUT, "connection cut before the peer's "
+		    "CLOSE: the stream is incomplete");
 	return (-1);
+}
+
+/*
+ * Open every whole packet in the buffer and deliver what it carries.
+ * Return 0, 1 after the peer's CLOSE, or -1 on failure (recorded, with
+ * what came before it delivered).
+ */
+static int
+drain(struct receiver *r)
+{
+	static const uint8_t newline = '\n';
+	struct session *s = r->s;
+	uint8_t *pkt, *pt;
+	size_t len, ptlen;
+	uint64_t n;
+	int rc = 0, type;
+
+	while (rc == 0 && r->have - r->pos >= PROTO_LENBYTES) {
+		pkt = r->buf + r->pos;
+		n = proto_cipher_nonce(s->rx);
+		/* The length is checked before the rest is waited for. */
+		if ((rc = proto_open_len(s->rx, pkt, &len)) == 0 &&
+		    r->have - r->pos < PROTO_LENBYTES + len)
+			break;
+		if (rc != 0 || (rc = proto_open(s->rx, pkt,
+		    PROTO_LENBYTES + len, &ptlen)) != 0) {
+			session_fail(s, exit_for(rc), "packet %llu from peer: "
+			    "%s", (unsigned long long)n, proto_strerror(rc));
+			rc = -1;
+			break;
+		}
+		r->pos += PROTO_LENBYTES + len;
+		r->opened = 1;
+		pt = pkt + PROTO_HDRBYTES;
+		type = s->classic ? PROTO_DATA : pt[0];
+		trace_packet(s, "recv", n, pkt, ptlen, type);
+		if (s->classic) {
+			/* The text, then the newline it lost. */
+			rc = deliver(r, pt, ptlen);
+			if (rc == 0 && !s->chat)
+				rc = deliver(r, &newline, 1);
+		} else if (type == PROTO_DATA)
+			rc = deliver(r, pt + 1, ptlen - 1);
+		else if (ptlen != 1 ||
+		    (type != PROTO_CLOSE && type != PROTO_REKEY)) {
+			session_fail(s, EXIT_SECURITY, "packet %llu from "
+			    "peer: %s", (unsigned long long)n,
+			    proto_strerror(PROTO_EBADTYPE));
+			rc = -1;
+		} else if (type == PROTO_CLOSE)
+			rc = 1;
+		else {
+			(void)proto_cipher_rekey(s->rx);
+			status(1, "Peer rekeyed its sending direction.");
+		}
+	}
+	/* However it ended, what was authenticated goes out. */
+	if (flush_in(r) != 0)
+		rc = -1;
+	return (rc);
 }
 
 /* The receiver thread: socket -> open -> stdout. */
 static void *
 receiver_main(void *arg)
 {
-	struct session *s = arg;
-	uint8_t *pkt, *pt, held[SHOWMAX];
-	size_t ptlen, nheld = 0;
-	uint64_t n;
-	int rc, type, first = 1;
+	struct receiver r;
 
-	/* One byte more than a packet: classic adds a newline after it. */
-	if ((pkt = malloc(PROTO_MAXPKT + 1)) == NULL) {
-		session_fail(s, EXIT_RUNTIME, "malloc: %s", strerror(errno));
+	memset(&r, 0, sizeof(r));
+	r.s = arg;
+	if ((r.buf = malloc(INBYTES)) == NULL) {
+		session_fail(r.s, EXIT_RUNTIME, "malloc: %s", strerror(errno));
 		goto done;
 	}
-	pt = pkt + PROTO_HDRBYTES;
-	for (;; first = 0) {
-		n = proto_cipher_nonce(s->rx);
-		if ((rc = recv_packet(s, pkt, &ptlen, first)) != 0)
-			break;
-		type = s->classic ? PROTO_DATA : pt[0];
-		trace_packet(s, "recv", n, pkt, ptlen, type);
-		if (s->classic) {
-			/* The text, then the newline it lost. */
-			pt[ptlen++] = '\n';
-		} else if (type == PROTO_DATA) {
-			pt++;
-			ptlen--;
-		} else if (ptlen != 1 ||
-		    (type != PROTO_CLOSE && type != PROTO_REKEY)) {
-			session_fail(s, EXIT_SECURITY, "packet %llu from "
-			    "peer: %s", (unsigned long long)n,
-			    proto_strerror(PROTO_EBADTYPE));
-			break;
-		} else if (type == PROTO_CLOSE)
-			break;
-		else {
-			(void)proto_cipher_rekey(s->rx);
-			status(1, "Peer rekeyed its sending direction.");
-			continue;
-		}
-		if (s->chat && s->classic)
-			term_show(s->label, pt, ptlen - 1);
-		else if (s->chat)
-			show_stream(s, held, &nheld, pt, ptlen, 0);
-		else if (proto_write_full(STDOUT_FILENO, pt, ptlen) != 0) {
-			session_fail(s, EXIT_RUNTIME, "write to stdout: %s",
-			    strerror(errno));
-			break;
-		}
-		pt = pkt + PROTO_HDRBYTES;
-	}
-	/* However it ended, what was authenticated is shown. */
-	if (s->chat)
-		show_stream(s, held, &nheld, NULL, 0, 1);
+	if (!r.s->chat)
+		widen_pipe(STDOUT_FILENO);
+	while (fill(&r) == 0 && drain(&r) == 0)
+		;
+	if (r.s->chat)
+		show_stream(r.s, r.held, &r.nheld, NULL, 0, 1);
 done:
-	if (pkt != NULL)
-		sodium_memzero(pkt, PROTO_MAXPKT + 1);
-	free(pkt);
-	sodium_memzero(held, sizeof(held));
-	session_done(s, &s->rx_done);
+	if (r.buf != NULL)
+		sodium_memzero(r.buf, INBYTES);
+	free(r.buf);
+	sodium_memzero(r.held, sizeof(r.held));
+	session_done(r.s, &r.s->rx_done);
 	return (NULL);
 }
 
@@ -1975,7 +2176,8 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 		goto out;
 
 	/* The listener's first packet tells the connector it was accepted. */
-	if (!o->classic && !s.initiator && send_data(&s, pkt, 0) != 0) {
+	if (!o->classic && !s.initiator &&
+	    send_typed(&s, pkt, PROTO_DATA, 0) != 0) {
 		warnx0("%s", s.txcode != 0 ? s.txmsg : s.msg);
 		rc = s.txcode != 0 ? s.txcode : s.code;
 		goto out;
