@@ -67,6 +67,12 @@ check-tsan: san-deps
 fuzz: san-deps
 	sh fuzz/run.sh
 
+# x25519chat beside plain TCP, TLS, ncat and spiped: one table.
+BENCH_PKGS = socat ncat spiped openssl iproute2
+bench: all
+	@sh test/deps.sh $(BENCH_PKGS) python3-cryptography
+	/usr/bin/python3 bench/bench.py
+
 # The unit tests under valgrind (a whole session runs under it in check).
 check-valgrind: check-deps
 	@$(MAKE) --no-print-directory test/unit
@@ -85,7 +91,7 @@ clean:
 	rm -f $(PROG) $(TESTS) *.o *.d test/*.o test/*.d
 	rm -rf fuzz/build
 
-.PHONY: all check check-asan check-tsan check-valgrind bounds fuzz build-deps \
-	check-deps san-deps install clean
+.PHONY: all check check-asan check-tsan check-valgrind bounds bench fuzz \
+	build-deps check-deps san-deps install clean
 
 -include $(OBJS:.o=.d) test/unit.d

@@ -1,0 +1,469 @@
+"""x25519chat beside plain TCP, socat/OpenSSL TLS 1.3, ncat --ssl and spiped,
+measured in one run under the same conditions, and printed as one table.
+
+- Bulk: BENCH_BYTES (default 1 GiB) of text lines (65535 bytes each and a
+  newline, so that --classic carries them unchanged) from a pipe, over
+  loopback, into a pipe whose reader checks every byte.  Each tool runs
+  BENCH_ROUNDS times (default 3), the tools taking turns; the table shows
+  the median.
+- Small messages: BENCH_LINES short lines through x25519chat --classic, and
+  through a Python program that does what the original X25519-TCP-Chat
+  does for each message (a new GCM context, a random nonce, one sendall;
+  recv of the length, then of the packet, then decrypt and print).
+- Handshake: connect, handshake, one line echoed back, whole client
+  process, BENCH_HANDSHAKES times (default 31); the median.
+- CPU seconds and peak RSS of the two processes of each tool (for spiped,
+  its two tunnel ends), from wait4().
+
+Only ratios measured in the same run mean anything on a shared machine."""
+
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BIN = os.path.join(TOP, "x25519chat")
+SIZE = int(os.environ.get("BENCH_BYTES", str(1 << 30)))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+LINES = int(os.environ.get("BENCH_LINES", "200000"))
+SHAKES = int(os.environ.get("BENCH_HANDSHAKES", "31"))
+LINE = b"x" * 65535
+WORK = tempfile.mkdtemp(prefix="x25519chat-bench.")
+ENV = dict(os.environ, XDG_CONFIG_HOME=WORK, LC_ALL="C")
+def port():
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Child:
+    """A process started with Popen: its CPU time comes from wait4(), and
+    its peak RSS from VmHWM, sampled while it runs (wait4's maxrss would
+    count the Python process it was forked from)."""
+
+    def __init__(self, argv, **kw):
+        kw.setdefault("env", ENV)
+        self.p = subprocess.Popen(argv, **kw)
+        self.rc = None
+        self.cpu = 0.0
+        self.rss = 0
+        self.done = threading.Event()
+        threading.Thread(target=self.sample, daemon=True).start()
+
+    def sample(self):
+        path = "/proc/%d/status" % self.p.pid
+        while not self.done.is_set():
+            try:
+                with open(path) as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            self.rss = max(self.rss, int(line.split()[1]))
+            except OSError:
+                return
+            self.done.wait(0.02)
+
+    def wait(self, timeout=600):
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, ru = os.wait4(self.p.pid, os.WNOHANG)
+            if pid == self.p.pid:
+                self.done.set()
+                self.p.returncode = self.rc = os.waitstatus_to_exitcode(
+                    status)
+                self.cpu = ru.ru_utime + ru.ru_stime
+                return self.rc
+            if time.monotonic() > deadline:
+                self.p.kill()
+            time.sleep(0.001)
+
+
+def wait_listening(pattern, proc_err, timeout=5):
+    """Wait until a file (a listener's stderr) or a port says it is ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if isinstance(pattern, int):
+            if subprocess.run(["ss", "-Hltn", "sport = :%d" % pattern],
+                              capture_output=True).stdout.strip():
+                return True
+        else:
+            with open(proc_err) as f:
+                if re.search(pattern, f.read()):
+                    return True
+        time.sleep(0.01)
+    return False
+
+
+def source():
+    """The bytes to send: LINE and a newline, repeated, SIZE bytes."""
+    return subprocess.Popen(["sh", "-c", 'yes "$1" | head -c "$2"', "src",
+                             LINE.decode(), str(SIZE)],
+                            stdout=subprocess.PIPE)
+
+
+def checker(stdin):
+    """Compares what arrives with the source; exit 0 if identical."""
+    return subprocess.Popen(["sh", "-c", 'exec 3<&0; yes "$1" | '
+                             'head -c "$2" | cmp -s - /dev/fd/3', "check",
+                             LINE.decode(), str(SIZE)],
+                            stdin=stdin)
+
+
+# Each tool: (name, receiver argv, sender argv, extra processes), built
+# for a port.  The receiver writes to stdout, the sender reads stdin.
+
+def tls_files():
+    pem = os.path.join(WORK, "tls.pem")
+    if not os.path.exists(pem):
+        key, crt = pem + ".key", pem + ".crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                        "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-keyout", key, "-out", crt, "-days", "2", "-subj",
+                        "/CN=localhost"], check=True, capture_output=True)
+        with open(pem, "wb") as out:
+            for f in (key, crt):
+                with open(f, "rb") as part:
+                    out.write(part.read())
+    return pem
+
+
+def spiped_key():
+    key = os.path.join(WORK, "spiped.key")
+    if not os.path.exists(key):
+        with open(key, "wb") as f:
+            f.write(os.urandom(32))
+    return key
+
+
+def run_bulk(tool):
+    """One bulk transfer with tool; (seconds, ok, [Child of each end])."""
+    name = tool
+    p = port()
+    err = os.path.join(WORK, "err")
+    extra = []
+    if name == "plain TCP":
+        rx = ["socat", "-b262144", "-u", "TCP-LISTEN:%d,reuseaddr" % p,
+              "STDOUT"]
+        tx = ["socat", "-b262144", "-u", "STDIN", "TCP:127.0.0.1:%d" % p]
+        ready = p
+    elif name == "socat TLS 1.3":
+        pem = tls_files()
+        rx = ["socat", "-b262144", "-u", "OPENSSL-LISTEN:%d,reuseaddr,cert=%s,"
+              "verify=0,min-version=TLS1.3" % (p, pem), "STDOUT"]
+        tx = ["socat", "-b262144", "-u", "STDIN",
+              "OPENSSL:127.0.0.1:%d,verify=0,min-version=TLS1.3" % p]
+        ready = p
+    elif name == "ncat --ssl":
+        rx = ["ncat", "--ssl", "--recv-only", "-l", "127.0.0.1", str(p)]
+        tx = ["ncat", "--ssl", "--send-only", "127.0.0.1", str(p)]
+        ready = p
+    elif name == "spiped":
+        # socat -> spiped -e -> spiped -d -> socat: spiped is a tunnel.
+        key = spiped_key()
+        p2, p3 = port(), port()
+        rx = ["socat", "-b262144", "-u", "TCP-LISTEN:%d,reuseaddr" % p3,
+              "STDOUT"]
+        tx = ["socat", "-b262144", "-u", "STDIN", "TCP:127.0.0.1:%d" % p]
+        extra = [["spiped", "-F", "-d", "-s", "[127.0.0.1]:%d" % p2, "-t",
+                  "[127.0.0.1]:%d" % p3, "-k", key],
+                 ["spiped", "-F", "-e", "-s", "[127.0.0.1]:%d" % p, "-t",
+                  "[127.0.0.1]:%d" % p2, "-k", key]]
+        ready = p3
+    else:
+        flags = ["--classic"] if "classic" in name else []
+        rx = [BIN, "-l", "127.0.0.1:%d" % p] + flags
+        tx = [BIN, "-q", "-c", "127.0.0.1:%d" % p] + flags
+        ready = r"Server listening on"
+    with open(err, "w") as e:
+        recv = Child(rx, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                     stderr=e)
+        check = checker(recv.p.stdout)
+        recv.p.stdout.close()
+        ends = [Child(argv, stdin=subprocess.DEVNULL,
+                      stdout=subprocess.DEVNULL, stderr=e) for argv in extra]
+        if not wait_listening(ready, err) or not all(
+                wait_listening(int(a[4].split(":")[1]), err) for a in extra
+                if a[0] == "spiped"):
+            raise SystemExit("bench: %s did not start: %s" % (
+                name, open(err).read()))
+        src = source()
+        start = time.monotonic()
+        send = Child(tx, stdin=src.stdout, stdout=subprocess.DEVNULL,
+                     stderr=e)
+        src.stdout.close()
+        send.wait()
+        recv.wait()
+        ok = check.wait() == 0
+        took = time.monotonic() - start
+        src.wait()
+        for c in ends:
+            c.p.terminate()
+            c.wait()
+        # ncat's receiver reports OpenSSL's complaint that the sender did
+        # not end TLS cleanly: for it, the byte check alone says.
+        ok = ok and send.rc == 0 and (recv.rc == 0 or name == "ncat --ssl")
+    if not ok:
+        sys.stderr.write("bench: %s failed: sender %s, receiver %s: %s\n" % (
+            name, send.rc, recv.rc, open(err).read()[-500:]))
+    return took, ok, ([send, recv] if not ends else ends)
+
+
+TOOLS = ["x25519chat", "x25519chat --classic", "plain TCP", "socat TLS 1.3",
+         "ncat --ssl", "spiped"]
+
+
+def bulk():
+    results = {t: [] for t in TOOLS}
+    for r in range(ROUNDS):
+        for t in TOOLS:
+            took, ok, ends = run_bulk(t)
+            results[t].append((took, ok, sum(c.cpu for c in ends),
+                               max(c.rss for c in ends)))
+    return results
+
+
+# Small messages.
+
+PY_ORIGINAL = r'''
+import os, socket, struct, sys
+from cryptography.hazmat.primitives.asymmetric.x25519 import (
+    X25519PrivateKey, X25519PublicKey)
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+def key_from(priv, peer):
+    shared = priv.exchange(X25519PublicKey.from_public_bytes(peer))
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"handshake data").derive(shared)
+
+def raw(k):
+    return k.public_key().public_bytes(serialization.Encoding.Raw,
+                                       serialization.PublicFormat.Raw)
+
+def exactly(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise EOFError
+        b += c
+    return b
+
+role, port = sys.argv[1], int(sys.argv[2])
+priv = X25519PrivateKey.generate()
+if role == "server":
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(1)
+    print("ready", flush=True)
+    s, _ = ls.accept()
+    s.sendall(raw(priv))
+    key = key_from(priv, exactly(s, 32))
+    out = sys.stdout
+    while True:
+        try:
+            n, = struct.unpack("!I", exactly(s, 4))
+            blob = exactly(s, n)
+        except EOFError:
+            break
+        d = Cipher(algorithms.AES(key), modes.GCM(blob[:12], blob[12:28])
+                   ).decryptor()
+        out.write((d.update(blob[28:]) + d.finalize()).decode() + "\n")
+    out.flush()
+else:
+    s = socket.create_connection(("127.0.0.1", port))
+    peer = exactly(s, 32)
+    s.sendall(raw(priv))
+    key = key_from(priv, peer)
+    for line in sys.stdin:
+        msg = line.rstrip("\n").encode()
+        nonce = os.urandom(12)
+        e = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+        ct = e.update(msg) + e.finalize()
+        pkt = nonce + e.tag + ct
+        s.sendall(struct.pack("!I", len(pkt)) + pkt)
+    s.close()
+'''
+
+
+def small_messages():
+    """Lines per second, x25519chat --classic and the original's loop."""
+    text = "".join("message %07d from the sender\n" % i
+                   for i in range(LINES)).encode()
+    src = os.path.join(WORK, "lines")
+    with open(src, "wb") as f:
+        f.write(text)
+    script = os.path.join(WORK, "original.py")
+    with open(script, "w") as f:
+        f.write(PY_ORIGINAL)
+    rates = {}
+    for name in ("x25519chat --classic", "Python original"):
+        p = port()
+        err = os.path.join(WORK, "err")
+        with open(err, "w") as e:
+            if name == "Python original":
+                rx = ["/usr/bin/python3", script, "server", str(p)]
+                tx = ["/usr/bin/python3", script, "client", str(p)]
+            else:
+                rx = [BIN, "--classic", "-l", "127.0.0.1:%d" % p]
+                tx = [BIN, "--classic", "-q", "-c", "127.0.0.1:%d" % p]
+            outf = os.path.join(WORK, "out")
+            with open(outf, "wb") as out:
+                recv = Child(rx, stdin=subprocess.DEVNULL, stdout=out,
+                             stderr=e)
+                wait_listening(p, err)
+                with open(src, "rb") as inp:
+                    start = time.monotonic()
+                    send = Child(tx, stdin=inp, stdout=subprocess.DEVNULL,
+                                 stderr=e)
+                    send.wait()
+                    recv.wait()
+                    took = time.monotonic() - start
+        with open(outf, "rb") as f:
+            got = f.read()
+        if got.endswith(text) and got[:-len(text)] in (b"", b"ready\n"):
+            rates[name] = LINES / took
+        else:
+            sys.stderr.write("bench: %s lost lines: %d bytes of %d\n" % (
+                name, len(got), len(text)))
+            rates[name] = 0.0
+    return rates
+
+
+# Handshake latency: connect, handshake, one line echoed, whole client.
+
+def echo_once(name):
+    """Seconds the client takes; the listener's stdout is echoed back to
+    its stdin by this script."""
+    p = port()
+    err = os.path.join(WORK, "err")
+    with open(err, "w") as e:
+        if name == "plain TCP":
+            rx = ["socat", "TCP-LISTEN:%d,reuseaddr" % p, "STDIO"]
+            tx = ["socat", "STDIO", "TCP:127.0.0.1:%d" % p]
+            ready = p
+        elif name == "socat TLS 1.3":
+            pem = tls_files()
+            rx = ["socat", "OPENSSL-LISTEN:%d,reuseaddr,cert=%s,verify=0,"
+                  "min-version=TLS1.3" % (p, pem), "STDIO"]
+            tx = ["socat", "STDIO", "OPENSSL:127.0.0.1:%d,verify=0,"
+                  "min-version=TLS1.3" % p]
+            ready = p
+        else:
+            rx = [BIN, "-l", "127.0.0.1:%d" % p]
+            tx = [BIN, "-q", "-c", "127.0.0.1:%d" % p]
+            ready = r"Server listening on"
+        recv = Child(rx, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     stderr=e)
+        if not wait_listening(ready, err):
+            raise SystemExit("bench: %s echo server did not start" % name)
+
+        def echo():
+            line = recv.p.stdout.readline()
+            recv.p.stdin.write(line)
+            recv.p.stdin.close()
+            recv.p.stdout.read()
+        glue = threading.Thread(target=echo, daemon=True)
+        glue.start()
+        start = time.monotonic()
+        send = Child(tx, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     stderr=e)
+        send.p.stdin.write(b"ping\n")
+        send.p.stdin.close()
+        got = send.p.stdout.read()
+        send.wait(30)
+        took = time.monotonic() - start
+        recv.wait()
+        glue.join(5)
+    if got != b"ping\n":
+        sys.stderr.write("bench: %s echo returned %r\n" % (name, got))
+        return None
+    return took
+
+
+def handshakes():
+    times = {n: [] for n in ("x25519chat", "plain TCP", "socat TLS 1.3")}
+    for i in range(SHAKES):
+        for n in times:
+            t = echo_once(n)
+            if t is not None:
+                times[n].append(t)
+    return {n: statistics.median(v) if v else None for n, v in times.items()}
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return "%s, %d cores, %s %s" % (cpu, os.cpu_count(), os.uname().sysname,
+                                    os.uname().release)
+
+
+def main():
+    for tool in ("socat", "ncat", "spiped", "openssl", "ss"):
+        if shutil.which(tool) is None:
+            raise SystemExit("bench: %s is not installed" % tool)
+    # The identity both x25519chat ends use, made before any timing.
+    subprocess.run([BIN, "--keygen"], env=ENV, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print("machine: %s" % machine())
+    print("bulk: %d MiB per transfer, %d rounds, median shown"
+          % (SIZE >> 20, ROUNDS))
+    res = bulk()
+    med = {}
+    for t in TOOLS:
+        ok = all(r[1] for r in res[t])
+        took = statistics.median(r[0] for r in res[t])
+        med[t] = (SIZE / took / 1e6 if ok else 0.0,
+                  statistics.median(r[2] for r in res[t]),
+                  max(r[3] for r in res[t]), ok)
+    ours = med["x25519chat"][0]
+    print()
+    print("| tool | MB/s | ratio to x25519chat | CPU s (both ends) | "
+          "peak RSS (KiB, one end) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for t in TOOLS:
+        mbs, cpu, rss, ok = med[t]
+        print("| %s | %s | %.2f | %.2f | %d |" % (
+            t, "%.0f" % mbs if ok else "FAILED", mbs / ours if ours else 0,
+            cpu, rss))
+    rates = small_messages()
+    shakes = handshakes()
+    print()
+    print("| small messages (--classic, one line each) | messages/s |")
+    print("| --- | ---: |")
+    for n, r in rates.items():
+        print("| %s | %.0f |" % (n, r))
+    print()
+    print("| connect, handshake, one line echoed (whole client) | median ms |")
+    print("| --- | ---: |")
+    for n, t in shakes.items():
+        print("| %s | %s |" % (n, "%.1f" % (t * 1000) if t else "FAILED"))
+    print()
+    tcp, tls = med["plain TCP"][0], med["socat TLS 1.3"][0]
+    py = rates.get("Python original") or 0
+    print("targets: bulk %.2fx socat TLS (>= 1.15), %.2fx plain TCP "
+          "(>= 0.75); small messages %.1fx the Python original (>= 10); "
+          "handshake %.2fx plain TCP (<= 2); peak RSS %d KiB (<= 4096)" % (
+              ours / tls if tls else 0, ours / tcp if tcp else 0,
+              rates["x25519chat --classic"] / py if py else 0,
+              shakes["x25519chat"] / shakes["plain TCP"]
+              if shakes["x25519chat"] and shakes["plain TCP"] else 0,
+              max(med["x25519chat"][2], med["x25519chat --classic"][2])))
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
