@@ -135,6 +135,12 @@ struct session {
 	char msg[512];		/* first failure's message */
 	int txcode;		/* the socket refused our data, or 0 */
 	char txmsg[128];
+
+	/* Connector, first contact: the listener's key goes to known_peers
+	 * once its first packet has proved the session (and any PSK). */
+	const struct keys *k;
+	uint8_t rs[PROTO_KEYBYTES];
+	int record;
 };
 
 /* The terminal in chat mode: the line being typed and the screen. */
@@ -154,6 +160,7 @@ static int wakefd[2] = { -1, -1 };
 static int verbosity;
 
 static void term_redraw(void);
+static int known_add(const char *, const char *, const uint8_t *);
 
 static void
 vsay(int fd, const char *prefix, const char *fmt, va_list ap)
@@ -1063,6 +1070,25 @@ struct receiver {
 	size_t nheld;
 };
 
+/*
+ * The listener's first packet has proved the session: a first contact's
+ * key goes into known_peers now.  0 or -1 (recorded).
+ */
+static int
+record_peer(struct session *s)
+{
+
+	s->record = 0;
+	if (known_add(s->k->known, s->k->hostport, s->rs) != 0) {
+		session_fail(s, EXIT_RUNTIME, "%s: cannot record the peer's "
+		    "key: %s", s->k->known, strerror(errno));
+		return (-1);
+	}
+	status(0, "First contact with %s: its key is now recorded in %s",
+	    s->k->hostport, s->k->known);
+	return (0);
+}
+
 /* Write out the plaintexts waiting in r->iov.  0 or -1 (recorded). */
 static int
 flush_in(struct receiver *r)
@@ -1183,6 +1209,8 @@ drain(struct receiver *r)
 			break;
 		}
 		r->pos += PROTO_LENBYTES + len;
+		if (!r->opened && s->record && (rc = record_peer(s)) != 0)
+			break;
 		r->opened = 1;
 		pt = pkt + PROTO_HDRBYTES;
 		type = s->classic ? PROTO_DATA : pt[0];
@@ -1590,7 +1618,10 @@ config_dir(char *out, size_t len)
 	return (0);
 }
 
-/* mkdir -p for the parent directories of path, new ones mode 0700. */
+/*
+ * mkdir -p for the parent directories of path, new ones mode 0700.
+ * Return 0, or -1 with errno set.
+ */
 static int
 make_parents(const char *path)
 {
@@ -1602,10 +1633,8 @@ make_parents(const char *path)
 	strcpy(buf, path);
 	for (p = buf + 1; (p = strchr(p, '/')) != NULL; p++) {
 		*p = '\0';
-		if (mkdir(buf, 0700) == -1 && errno != EEXIST) {
-			warnx0("mkdir %s: %s", buf, strerror(errno));
+		if (mkdir(buf, 0700) == -1 && errno != EEXIST)
 			return (-1);
-		}
 		*p = '/';
 	}
 	return (0);
@@ -1772,8 +1801,12 @@ identity_create(struct keys *k)
 
 	if (!k->create)
 		return (0);
-	if (make_parents(k->idpath) != 0 ||
-	    write_new_key(k->idpath, k->spub) != 0 ||
+	if (make_parents(k->idpath) != 0) {
+		warnx0("%s: cannot create its directory: %s", k->idpath,
+		    strerror(errno));
+		return (-1);
+	}
+	if (write_new_key(k->idpath, k->spub) != 0 ||
 	    load_key(k->idpath, 0, k->s, "private key") != 0)
 		return (-1);
 	k->create = 0;
@@ -1917,29 +1950,30 @@ known_line(void *arg, char *line, unsigned lineno)
 	return (keys_add(&k->known_keys, &k->nknown, key));
 }
 
-/* Append "HOST:PORT KEY" to the known_peers file, creating it. */
+/*
+ * Append "HOST:PORT KEY" to the known_peers file, creating it.  Return 0,
+ * or -1 with errno set.
+ */
 static int
 known_add(const char *path, const char *hostport, const uint8_t *key)
 {
 	char b64[PROTO_B64LEN + 1], line[400];
-	int fd, n;
+	int fd, n, err;
 
 	if (make_parents(path) != 0)
 		return (-1);
 	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
-	    O_CLOEXEC, 0600)) == -1) {
-		warnx0("%s: %s", path, strerror(errno));
+	    O_CLOEXEC, 0600)) == -1)
 		return (-1);
-	}
 	proto_key_encode(b64, key);
 	n = snprintf(line, sizeof(line), "%s %s\n", hostport, b64);
 	if (proto_write_full(fd, line, (size_t)n) != 0) {
-		warnx0("%s: %s", path, strerror(errno));
+		err = errno;
 		close(fd);
+		errno = err;
 		return (-1);
 	}
-	close(fd);
-	return (0);
+	return (close(fd));
 }
 
 /* What the handshake's verify callback needs, and what it concluded. */
@@ -2076,10 +2110,9 @@ report_peer(struct session *s, const struct opts *o, struct keys *k,
 		return (0);
 	}
 	if (v->first_contact) {
-		if (known_add(k->known, k->hostport, rs) != 0)
-			return (EXIT_RUNTIME);
-		status(0, "First contact with %s: its key is now recorded in "
-		    "%s", k->hostport, k->known);
+		s->k = k;
+		memcpy(s->rs, rs, PROTO_KEYBYTES);
+		s->record = 1;
 	}
 	proto_key_encode(b64, rs);
 	shown[sanitize(shown, name, namelen)] = '\0';
@@ -2263,8 +2296,11 @@ keygen(const char *path)
 			return (EXIT_RUNTIME);
 		strcat(def, "/identity");
 		path = def;
-		if (make_parents(path) != 0)
+		if (make_parents(path) != 0) {
+			warnx0("%s: cannot create its directory: %s", path,
+			    strerror(errno));
 			return (EXIT_RUNTIME);
+		}
 	}
 	if (write_new_key(path, pub) != 0)
 		return (EXIT_RUNTIME);

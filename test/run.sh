@@ -30,6 +30,7 @@ suite() {
 suite unit ./test/unit test/vectors
 suite classic "$PY" test/classic.py
 suite noise "$PY" test/noise.py
+suite attack "$PY" test/attack.py
 suite cli "$PY" test/cli.py
 suite terminal expect test/chat.exp
 suite bounds "$PY" test/bounds.py
