@@ -757,7 +757,7 @@ send_close(struct session *s)
  * The sender seals packets in place in one buffer of NSLOT packet-sized
  * slots, and writes as many as are ready at once.
  */
-#define NSLOT		4
+#define NSLOT		16
 #define OUTBYTES	(NSLOT * PROTO_MAXPKT)
 
 struct sender {
@@ -1056,7 +1056,7 @@ show_stream(struct session *s, uint8_t *held, size_t *nheld,
  * every whole packet in it in place, and writes their plaintexts out
  * together before reading on.
  */
-#define INBYTES		(4 * PROTO_MAXPKT)
+#define INBYTES		(16 * PROTO_MAXPKT)
 
 struct receiver {
 	struct session *s;
@@ -1148,9 +1148,15 @@ fill(struct receiver *r)
 	ssize_t n;
 	int cut;
 
-	memmove(r->buf, r->buf + r->pos, r->have - r->pos);
-	r->have -= r->pos;
-	r->pos = 0;
+	/* Move a partial packet to the front only when its rest might not
+	 * fit behind it. */
+	if (r->pos == r->have)
+		r->pos = r->have = 0;
+	else if (INBYTES - r->have < PROTO_MAXPKT) {
+		memmove(r->buf, r->buf + r->pos, r->have - r->pos);
+		r->have -= r->pos;
+		r->pos = 0;
+	}
 	do
 		n = read(s->sock, r->buf + r->have, INBYTES - r->have);
 	while (n == -1 && errno == EINTR);
@@ -1159,15 +1165,15 @@ fill(struct receiver *r)
 		return (0);
 	}
 	cut = n == 0 || errno == ECONNRESET;
-	if (!cut || (s->classic && r->have == 0 && n != 0))
+	if (!cut || (s->classic && r->have == r->pos && n != 0))
 		session_fail(s, EXIT_RUNTIME, "receive: %s", strerror(errno));
-	else if (s->classic && r->have == 0)
+	else if (s->classic && r->have == r->pos)
 		/* Classic has no CLOSE: the end of TCP between packets. */
 		return (1);
 	else if (s->classic)
 		session_fail(s, EXIT_SECURITY, "connection closed in the middle "
 		    "of a packet");
-	else if (!r->opened && r->have == 0 && s->initiator)
+	else if (!r->opened && r->have == r->pos && s->initiator)
 		/* A listener that ends the connection before its first
 		 * packet has refused us after the handshake. */
 		session_fail(s, EXIT_SECURITY, "the listener closed the "

@@ -2,8 +2,9 @@
 measured in one run under the same conditions, and printed as one table.
 
 - Bulk: BENCH_BYTES (default 1 GiB) of text lines (65535 bytes each and a
-  newline, so that --classic carries them unchanged) from a pipe, over
-  loopback, into a pipe whose reader checks every byte.  Each tool runs
+  newline, so that --classic carries them unchanged) from a file in memory
+  (/dev/shm) on the sender's stdin, over loopback, into a pipe to cmp,
+  which checks every byte against that file.  Each tool runs
   BENCH_ROUNDS times (default 3), the tools taking turns; the table shows
   the median.
 - Small messages: BENCH_LINES short lines through x25519chat --classic, and
@@ -17,6 +18,7 @@ measured in one run under the same conditions, and printed as one table.
 
 Only ratios measured in the same run mean anything on a shared machine."""
 
+import fcntl
 import os
 import re
 import shutil
@@ -35,6 +37,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 LINES = int(os.environ.get("BENCH_LINES", "200000"))
 SHAKES = int(os.environ.get("BENCH_HANDSHAKES", "31"))
 LINE = b"x" * 65535
+F_SETPIPE_SZ = 1031
 WORK = tempfile.mkdtemp(prefix="x25519chat-bench.")
 ENV = dict(os.environ, XDG_CONFIG_HOME=WORK, LC_ALL="C")
 def port():
@@ -102,18 +105,29 @@ def wait_listening(pattern, proc_err, timeout=5):
 
 
 def source():
-    """The bytes to send: LINE and a newline, repeated, SIZE bytes."""
-    return subprocess.Popen(["sh", "-c", 'yes "$1" | head -c "$2"', "src",
-                             LINE.decode(), str(SIZE)],
-                            stdout=subprocess.PIPE)
+    """A file in memory holding the bytes to send: LINE and a newline,
+    repeated, SIZE bytes."""
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else WORK
+    path = os.path.join(shm, "x25519chat-bench.%d" % os.getpid())
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            chunk = (LINE + b"\n") * 16
+            left = SIZE
+            while left > 0:
+                f.write(chunk[:left])
+                left -= len(chunk[:left])
+    return path
 
 
-def checker(stdin):
-    """Compares what arrives with the source; exit 0 if identical."""
-    return subprocess.Popen(["sh", "-c", 'exec 3<&0; yes "$1" | '
-                             'head -c "$2" | cmp -s - /dev/fd/3', "check",
-                             LINE.decode(), str(SIZE)],
-                            stdin=stdin)
+def sink():
+    """A pipe for the receiver's stdout, 1 MiB deep for every tool alike
+    (pipes are slow here at their default 64 KiB), read by cmp, which
+    checks what arrives against the source.  (write end, cmp)"""
+    r, w = os.pipe()
+    fcntl.fcntl(w, F_SETPIPE_SZ, 1 << 20)
+    check = subprocess.Popen(["cmp", "-s", "-", source()], stdin=r)
+    os.close(r)
+    return w, check
 
 
 # Each tool: (name, receiver argv, sender argv, extra processes), built
@@ -182,10 +196,9 @@ def run_bulk(tool):
         tx = [BIN, "-q", "-c", "127.0.0.1:%d" % p] + flags
         ready = r"Server listening on"
     with open(err, "w") as e:
-        recv = Child(rx, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                     stderr=e)
-        check = checker(recv.p.stdout)
-        recv.p.stdout.close()
+        out, check = sink()
+        recv = Child(rx, stdin=subprocess.DEVNULL, stdout=out, stderr=e)
+        os.close(out)
         ends = [Child(argv, stdin=subprocess.DEVNULL,
                       stdout=subprocess.DEVNULL, stderr=e) for argv in extra]
         if not wait_listening(ready, err) or not all(
@@ -193,16 +206,14 @@ def run_bulk(tool):
                 if a[0] == "spiped"):
             raise SystemExit("bench: %s did not start: %s" % (
                 name, open(err).read()))
-        src = source()
-        start = time.monotonic()
-        send = Child(tx, stdin=src.stdout, stdout=subprocess.DEVNULL,
-                     stderr=e)
-        src.stdout.close()
-        send.wait()
-        recv.wait()
-        ok = check.wait() == 0
-        took = time.monotonic() - start
-        src.wait()
+        with open(source(), "rb") as src:
+            start = time.monotonic()
+            send = Child(tx, stdin=src, stdout=subprocess.DEVNULL,
+                         stderr=e)
+            send.wait()
+            recv.wait()
+            ok = check.wait() == 0
+            took = time.monotonic() - start
         for c in ends:
             c.p.terminate()
             c.wait()
@@ -463,6 +474,7 @@ def main():
               if shakes["x25519chat"] and shakes["plain TCP"] else 0,
               max(med["x25519chat"][2], med["x25519chat --classic"][2])))
     shutil.rmtree(WORK, ignore_errors=True)
+    os.unlink(source())
 
 
 if __name__ == "__main__":
