@@ -766,6 +766,7 @@ struct sender {
 	size_t used;		/* classic: sealed packets waiting in out */
 	int split;		/* classic: the last line sent had no newline */
 	int esc;		/* chat: inside an escape sequence */
+	size_t touched;		/* how much of out has ever held data */
 };
 
 /* Chat mode: one typed line is one packet (with its newline, by default). */
@@ -775,6 +776,8 @@ send_line(void *arg, const char *line, size_t len)
 	struct sender *sd = arg;
 	struct session *s = sd->s;
 
+	if (PROTO_HDRBYTES + 1 + len + 1 > sd->touched)
+		sd->touched = PROTO_HDRBYTES + 1 + len + 1;
 	if (!s->classic) {
 		memcpy(sd->out + PROTO_HDRBYTES + 1, line, len);
 		sd->out[PROTO_HDRBYTES + 1 + len] = '\n';
@@ -803,13 +806,17 @@ queue_line(struct sender *sd, const uint8_t *line, size_t len)
 {
 	uint8_t *pkt;
 
-	if (sd->used + PROTO_HDRBYTES + len > OUTBYTES && flush_out(sd) != 0)
+	/* A quarter of the buffer is plenty for lines, and keeps it small. */
+	if (sd->used + PROTO_HDRBYTES + len > OUTBYTES / 4 &&
+	    flush_out(sd) != 0)
 		return (-1);
 	pkt = sd->out + sd->used;
 	memcpy(pkt + PROTO_HDRBYTES, line, len);
 	if (seal(sd->s, pkt, len) != 0)
 		return (-1);
 	sd->used += PROTO_HDRBYTES + len;
+	if (sd->used > sd->touched)
+		sd->touched = sd->used;
 	return (0);
 }
 
@@ -877,6 +884,8 @@ pump_stream(struct sender *sd)
 	for (; r > 0; pkt += PROTO_MAXPKT, r -= (ssize_t)len) {
 		len = (size_t)r < PROTO_MAXPLAIN - 1 ? (size_t)r :
 		    PROTO_MAXPLAIN - 1;
+		if ((size_t)(pkt - sd->out) + PROTO_MAXPKT > sd->touched)
+			sd->touched = (size_t)(pkt - sd->out) + PROTO_MAXPKT;
 		/* REKEY goes out after the packets sealed before it. */
 		if (!s->classic && proto_cipher_rekey_due(s->tx,
 		    proto_now_ms())) {
@@ -1007,10 +1016,11 @@ sender_main(void *arg)
 		goto done;
 	(void)send_close(s);
 done:
-	if (in != NULL)
+	if (in != NULL && (s->chat || s->classic))
 		sodium_memzero(in, PROTO_MAXPLAIN);
+	/* Only what was used: wiping untouched pages would fault them in. */
 	if (sd.out != NULL)
-		sodium_memzero(sd.out, OUTBYTES);
+		sodium_memzero(sd.out, sd.touched);
 	free(in);
 	free(sd.out);
 	session_done(s, &s->tx_done);
@@ -1063,6 +1073,7 @@ struct receiver {
 	uint8_t *buf;		/* INBYTES, and one for classic's newline */
 	size_t have;		/* bytes in buf */
 	size_t pos;		/* start of the first packet not yet opened */
+	size_t touched;		/* how much of buf has ever held data */
 	int opened;		/* a packet has been opened */
 	struct iovec iov[64];	/* plaintexts waiting for stdout */
 	int niov;
@@ -1162,6 +1173,8 @@ fill(struct receiver *r)
 	while (n == -1 && errno == EINTR);
 	if (n > 0) {
 		r->have += (size_t)n;
+		if (r->have > r->touched)
+			r->touched = r->have;
 		return (0);
 	}
 	cut = n == 0 || errno == ECONNRESET;
@@ -1266,8 +1279,9 @@ receiver_main(void *arg)
 	if (r.s->chat)
 		show_stream(r.s, r.held, &r.nheld, NULL, 0, 1);
 done:
+	/* Only what was used: wiping untouched pages would fault them in. */
 	if (r.buf != NULL)
-		sodium_memzero(r.buf, INBYTES);
+		sodium_memzero(r.buf, r.touched);
 	free(r.buf);
 	sodium_memzero(r.held, sizeof(r.held));
 	session_done(r.s, &r.s->rx_done);

@@ -5,7 +5,7 @@ measured in one run under the same conditions, and printed as one table.
   newline, so that --classic carries them unchanged) from a file in memory
   (/dev/shm) on the sender's stdin, over loopback, into a pipe to cmp,
   which checks every byte against that file.  Each tool runs
-  BENCH_ROUNDS times (default 3), the tools taking turns; the table shows
+  BENCH_ROUNDS times (default 5), the tools taking turns; the table shows
   the median.
 - Small messages: BENCH_LINES short lines through x25519chat --classic, and
   through a Python program that does what the original X25519-TCP-Chat
@@ -33,7 +33,7 @@ import time
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BIN = os.path.join(TOP, "x25519chat")
 SIZE = int(os.environ.get("BENCH_BYTES", str(1 << 30)))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 LINES = int(os.environ.get("BENCH_LINES", "200000"))
 SHAKES = int(os.environ.get("BENCH_HANDSHAKES", "31"))
 LINE = b"x" * 65535
@@ -66,11 +66,13 @@ class Child:
         while not self.done.is_set():
             try:
                 with open(path) as f:
-                    for line in f:
-                        if line.startswith("VmHWM:"):
-                            self.rss = max(self.rss, int(line.split()[1]))
+                    status = f.read()
             except OSError:
                 return
+            # Until exec, the child is still a copy of this Python.
+            m = re.search(r"^VmHWM:\s+(\d+)", status, re.M)
+            if m and not re.search(r"^Name:\s+python", status, re.M):
+                self.rss = max(self.rss, int(m.group(1)))
             self.done.wait(0.02)
 
     def wait(self, timeout=600):
@@ -125,9 +127,20 @@ def sink():
     checks what arrives against the source.  (write end, cmp)"""
     r, w = os.pipe()
     fcntl.fcntl(w, F_SETPIPE_SZ, 1 << 20)
-    check = subprocess.Popen(["cmp", "-s", "-", source()], stdin=r)
+    check = subprocess.Popen(["cmp", "-", source()], stdin=r,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     os.close(r)
     return w, check
+
+
+def arrived(check):
+    """How many bytes arrived intact, from what cmp says."""
+    said = check.communicate()[0].decode()
+    if check.returncode == 0:
+        return SIZE
+    m = re.search(r"EOF on - after byte (\d+)", said) or \
+        re.search(r"differ: byte (\d+)", said)
+    return int(m.group(1)) - (0 if "EOF" in said else 1) if m else 0
 
 
 # Each tool: (name, receiver argv, sender argv, extra processes), built
@@ -175,7 +188,9 @@ def run_bulk(tool):
               "OPENSSL:127.0.0.1:%d,verify=0,min-version=TLS1.3" % p]
         ready = p
     elif name == "ncat --ssl":
-        rx = ["ncat", "--ssl", "--recv-only", "-l", "127.0.0.1", str(p)]
+        # Of the ways to end an ncat --ssl transfer, this one loses the
+        # least; none here delivered every byte.
+        rx = ["ncat", "--ssl", "-l", "127.0.0.1", str(p)]
         tx = ["ncat", "--ssl", "--send-only", "127.0.0.1", str(p)]
         ready = p
     elif name == "spiped":
@@ -212,18 +227,18 @@ def run_bulk(tool):
                          stderr=e)
             send.wait()
             recv.wait()
-            ok = check.wait() == 0
+            got = arrived(check)
             took = time.monotonic() - start
         for c in ends:
             c.p.terminate()
             c.wait()
-        # ncat's receiver reports OpenSSL's complaint that the sender did
-        # not end TLS cleanly: for it, the byte check alone says.
-        ok = ok and send.rc == 0 and (recv.rc == 0 or name == "ncat --ssl")
+        ok = got == SIZE and send.rc == 0 and recv.rc == 0
     if not ok:
-        sys.stderr.write("bench: %s failed: sender %s, receiver %s: %s\n" % (
-            name, send.rc, recv.rc, open(err).read()[-500:]))
-    return took, ok, ([send, recv] if not ends else ends)
+        sys.stderr.write("bench: %s: %d of %d bytes arrived intact; sender "
+                         "%s, receiver %s: %s\n" % (
+                             name, got, SIZE, send.rc, recv.rc,
+                             open(err).read()[-300:].strip()))
+    return took, got, ([send, recv] if not ends else ends)
 
 
 TOOLS = ["x25519chat", "x25519chat --classic", "plain TCP", "socat TLS 1.3",
@@ -234,8 +249,8 @@ def bulk():
     results = {t: [] for t in TOOLS}
     for r in range(ROUNDS):
         for t in TOOLS:
-            took, ok, ends = run_bulk(t)
-            results[t].append((took, ok, sum(c.cpu for c in ends),
+            took, got, ends = run_bulk(t)
+            results[t].append((took, got, sum(c.cpu for c in ends),
                                max(c.rss for c in ends)))
     return results
 
@@ -435,21 +450,21 @@ def main():
     res = bulk()
     med = {}
     for t in TOOLS:
-        ok = all(r[1] for r in res[t])
         took = statistics.median(r[0] for r in res[t])
-        med[t] = (SIZE / took / 1e6 if ok else 0.0,
+        med[t] = (SIZE / took / 1e6,
                   statistics.median(r[2] for r in res[t]),
-                  max(r[3] for r in res[t]), ok)
+                  max(r[3] for r in res[t]), min(r[1] for r in res[t]))
     ours = med["x25519chat"][0]
     print()
     print("| tool | MB/s | ratio to x25519chat | CPU s (both ends) | "
-          "peak RSS (KiB, one end) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+          "peak RSS (KiB, one end) | intact |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
     for t in TOOLS:
-        mbs, cpu, rss, ok = med[t]
-        print("| %s | %s | %.2f | %.2f | %d |" % (
-            t, "%.0f" % mbs if ok else "FAILED", mbs / ours if ours else 0,
-            cpu, rss))
+        mbs, cpu, rss, got = med[t]
+        print("| %s | %.0f | %.2f | %.2f | %d | %s |" % (
+            t, mbs, mbs / ours if ours else 0, cpu, rss,
+            "yes" if got == SIZE else "NO: %.2f%% lost" % (
+                100.0 * (SIZE - got) / SIZE)))
     rates = small_messages()
     shakes = handshakes()
     print()
