@@ -76,6 +76,20 @@ fuzz_init(void)
 }
 
 /*
+ * FUZZ_PLAIN_INIT: the LLVMFuzzerInitialize() of a target that needs only
+ * fuzz_init().
+ */
+#define FUZZ_PLAIN_INIT							\
+int									\
+LLVMFuzzerInitialize(int *argc, char ***argv)				\
+{									\
+	(void)argc;							\
+	(void)argv;							\
+	fuzz_init();							\
+	return (0);							\
+}
+
+/*
  * fuzz_hs(initiator, classic, psk):
  * Start a handshake with the fixed keys of that role, as the program
  * would but for the fixed ephemeral key.  Abort if that fails: it is not

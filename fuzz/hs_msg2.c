@@ -9,15 +9,7 @@
 
 #include "fuzz.h"
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-
-	(void)argc;
-	(void)argv;
-	fuzz_init();
-	return (0);
-}
+FUZZ_PLAIN_INIT
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -3,23 +3,15 @@
  * default receiving cipher (FUZZ_CLASSIC), keyed with the fixed transport
  * key and fresh (counter 0); the rest is one whole transport packet, length
  * prefix included.  It goes through the receiver's two steps, as chat.c's
- * recv_packet() takes them: proto_open_len() on the prefix, then
- * proto_open() on the packet.  proto_open() is also given the packets the
+ * drain() takes them: proto_open_len() on the prefix, then proto_open()
+ * on the packet.  proto_open() is also given the packets the
  * program would never pass it (a bad prefix, a length that disagrees): it
  * must refuse those itself.
  */
 
 #include "fuzz.h"
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-
-	(void)argc;
-	(void)argv;
-	fuzz_init();
-	return (0);
-}
+FUZZ_PLAIN_INIT
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
