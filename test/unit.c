@@ -290,6 +290,18 @@ utf8_put(char *out, unsigned long cp)
 	return (4);
 }
 
+/* Return the byte a backslash and c stand for in a string; -1 if none. */
+static int
+unescape(char c)
+{
+	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+	const char *e;
+
+	if (c == '\0' || (e = strchr(from, c)) == NULL)
+		return (-1);
+	return ((unsigned char)to[e - from]);
+}
+
 /*
  * jp_string(jp, lenp):
  * Parse the string whose opening quote is at jp->p.  Return its decoded
@@ -302,6 +314,7 @@ jp_string(struct jparse *jp, size_t *lenp)
 	char *out;
 	size_t n = 0;
 	unsigned long cp, lo;
+	int c;
 
 	/* Find the closing quote first: decoding never makes text longer. */
 	s = q = jp->p + 1;
@@ -319,48 +332,27 @@ jp_string(struct jparse *jp, size_t *lenp)
 			out[n++] = *s++;
 			continue;
 		}
-		switch (s[1]) {
-		case '"':
-		case '\\':
-		case '/':
-			out[n++] = s[1];
-			break;
-		case 'b':
-			out[n++] = '\b';
-			break;
-		case 'f':
-			out[n++] = '\f';
-			break;
-		case 'n':
-			out[n++] = '\n';
-			break;
-		case 'r':
-			out[n++] = '\r';
-			break;
-		case 't':
-			out[n++] = '\t';
-			break;
-		case 'u':
-			if (q - s < 6 || !hex4(s + 2, &cp))
+		if (s[1] != 'u') {
+			if ((c = unescape(s[1])) == -1)
+				goto bad;
+			out[n++] = (char)c;
+			s += 2;
+			continue;
+		}
+		if (q - s < 6 || !hex4(s + 2, &cp))
+			goto bad;
+		s += 6;
+		if (cp >= 0xdc00 && cp <= 0xdfff)
+			goto bad;
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			/* A high surrogate must pair with a low one. */
+			if (q - s < 6 || s[0] != '\\' || s[1] != 'u' ||
+			    !hex4(s + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
 				goto bad;
 			s += 6;
-			if (cp >= 0xdc00 && cp <= 0xdfff)
-				goto bad;
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				/* A high surrogate must pair with a low one. */
-				if (q - s < 6 || s[0] != '\\' || s[1] != 'u' ||
-				    !hex4(s + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
-					goto bad;
-				s += 6;
-				cp = 0x10000 + ((cp - 0xd800) << 10) +
-				    (lo - 0xdc00);
-			}
-			n += utf8_put(out + n, cp);
-			continue;
-		default:
-			goto bad;
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 		}
-		s += 2;
+		n += utf8_put(out + n, cp);
 	}
 	out[n] = '\0';
 	*lenp = n;
@@ -644,6 +636,15 @@ jarr(const struct json *o, const char *key)
 	return (j != NULL && j->type == J_ARR ? j : NULL);
 }
 
+/* Return the first element of the array member key of o, or NULL. */
+static const struct json *
+jkids(const struct json *o, const char *key)
+{
+	const struct json *a = jarr(o, key);
+
+	return (a != NULL ? a->kids : NULL);
+}
+
 /* Return the string member key of o (without NUL bytes inside), or NULL. */
 static const char *
 jstr(const struct json *o, const char *key)
@@ -736,11 +737,9 @@ jhexn(const struct json *o, const char *key, uint8_t *out, size_t n)
 static int
 has_flag(const struct json *t, const char *flag)
 {
-	const struct json *a = jarr(t, "flags"), *f;
+	const struct json *f;
 
-	if (a == NULL)
-		return (0);
-	for (f = a->kids; f != NULL; f = f->next)
+	for (f = jkids(t, "flags"); f != NULL; f = f->next)
 		if (f->type == J_STR && f->len == strlen(flag) &&
 		    memcmp(f->text, flag, f->len) == 0)
 			return (1);
@@ -770,9 +769,7 @@ test_json(void)
 	if ((j = json_parse(good, strlen(good), &err, &off)) == NULL)
 		ok = why("sample refused at byte %zu: %s", off, err);
 	else {
-		a = jarr(j, "a");
-		for (n = 0, a = a != NULL ? a->kids : NULL; a != NULL;
-		    a = a->next)
+		for (n = 0, a = jkids(j, "a"); a != NULL; a = a->next)
 			n++;
 		if (n != 5)
 			ok = why("array has %zu elements, want 5", n);
@@ -809,6 +806,155 @@ test_json(void)
 	    sizeof(bad) / sizeof(bad[0]) + 1);
 }
 
+/* Walking the vector files. */
+
+/*
+ * entries(root, key, what):
+ * Return the first entry of the array member key of root; if there is
+ * none, report the check named what as failed and return NULL.
+ */
+static const struct json *
+entries(const struct json *root, const char *key, const char *what)
+{
+	const struct json *t = jkids(root, key);
+
+	if (t == NULL)
+		report(why("no \"%s\" entries", key), "%s", what);
+	return (t);
+}
+
+/* Return the "id" of vector entry t, for result lines. */
+static const char *
+test_id(const struct json *t)
+{
+	const char *id = jstr(t, "id");
+
+	return (id != NULL ? id : "(no id)");
+}
+
+/* The counts of a run through the tests of a file. */
+struct tally {
+	size_t total;			/* tests run */
+	size_t bad;			/* tests and groups that failed */
+	char first[sizeof(whybuf) + 64];	/* why the first one failed */
+};
+
+/*
+ * tally_fail(tl, where):
+ * Count a failure at where; keep it, with the recorded reason, if it is
+ * the first.
+ */
+static void
+tally_fail(struct tally *tl, const char *where)
+{
+
+	if (tl->bad++ == 0)
+		snprintf(tl->first, sizeof(tl->first), "%s: %s", where,
+		    whybuf);
+}
+
+/*
+ * tally_verdict(tl, declared):
+ * Turn the counts into the result of one check: 1 if some tests ran, as
+ * many as the file declared, and none failed; else record why and
+ * return 0.
+ */
+static int
+tally_verdict(const struct tally *tl, uint64_t declared)
+{
+
+	if (tl->bad > 0)
+		return (why("%zu failed; first: %s", tl->bad, tl->first));
+	if (tl->total == 0)
+		return (why("no tests"));
+	if (tl->total != declared)
+		return (why("read %zu tests, file says %llu", tl->total,
+		    (unsigned long long)declared));
+	return (1);
+}
+
+/*
+ * How a Wycheproof file is checked: each of its "testGroups" must pass
+ * group_ok, each of their "tests" test_ok (which may count the results
+ * named by counted in *n), and "numberOfTests" must match.
+ */
+struct wycheproof {
+	const char *file;
+	const char *label;		/* "x25519 wycheproof" */
+	int (*group_ok)(const struct json *);
+	int (*test_ok)(const struct json *, size_t *);
+	const char *counted;		/* "invalid ones refused" */
+};
+
+/* Return the "tcId" of Wycheproof test t, or 0; records no reason. */
+static unsigned long long
+tcid(const struct json *t)
+{
+	const struct json *j = jget(t, "tcId");
+	uint64_t v;
+
+	if (j == NULL || (j->type != J_NUM && j->type != J_STR) ||
+	    !parse_u64(j->text, j->len, &v))
+		return (0);
+	return ((unsigned long long)v);
+}
+
+/*
+ * wycheproof_walk(root, w, n, tl):
+ * Run w->test_ok on every test of the Wycheproof file root, counting in
+ * tl; a group that w->group_ok refuses, or without tests, is a failure.
+ * Each failed test goes to stderr with its tcId.
+ */
+static void
+wycheproof_walk(const struct json *root, const struct wycheproof *w,
+    size_t *n, struct tally *tl)
+{
+	const struct json *g, *t;
+	char where[32];
+
+	for (g = jkids(root, "testGroups"); g != NULL; g = g->next) {
+		if ((t = jkids(g, "tests")) == NULL)
+			why("no \"tests\"");
+		if (t == NULL || !w->group_ok(g)) {
+			tally_fail(tl, "a group");
+			continue;
+		}
+		for (; t != NULL; t = t->next) {
+			tl->total++;
+			if (w->test_ok(t, n))
+				continue;
+			snprintf(where, sizeof(where), "tcId %llu", tcid(t));
+			fprintf(stderr, "%s %s: %s\n", w->label, where, whybuf);
+			tally_fail(tl, where);
+		}
+	}
+}
+
+/*
+ * test_wycheproof(dir, w):
+ * Check every test of the Wycheproof file w->file; report them as one
+ * check, which passes if all the tests the file declares ran and passed.
+ */
+static void
+test_wycheproof(const char *dir, const struct wycheproof *w)
+{
+	struct json *root;
+	struct tally tl;
+	uint64_t declared = 0;
+	size_t n = 0;
+	int ok;
+
+	if ((root = load(dir, w->file)) == NULL)
+		return;
+	memset(&tl, 0, sizeof(tl));
+	wycheproof_walk(root, w, &n, &tl);
+	ok = ju64(root, "numberOfTests", &declared) &&
+	    tally_verdict(&tl, declared);
+	report(ok, "%s: %zu vectors (%zu %s)", w->label, tl.total, n,
+	    w->counted);
+	jfree(root);
+}
+
 /* Small helpers shared by the transport and handshake checks. */
 
 static void
@@ -840,13 +986,51 @@ noise_nonce(uint8_t nonce[PROTO_NONCEBYTES], uint64_t n)
 		nonce[4 + i] = (uint8_t)(n >> (56 - 8 * i));
 }
 
-/* Copy len bytes of pt behind the header room of pkt and seal them. */
+/*
+ * Copy len bytes of pt behind the header room of pkt and seal them;
+ * return 1, or 0 with why.
+ */
 static int
 seal_copy(struct proto_cipher *c, uint8_t *pkt, const void *pt, size_t len)
 {
+	int rc;
 
 	memcpy(pkt + PROTO_HDRBYTES, pt, len);
-	return (proto_seal(c, pkt, len));
+	if ((rc = proto_seal(c, pkt, len)) != 0)
+		return (why("proto_seal: %s", proto_strerror(rc)));
+	return (1);
+}
+
+/*
+ * Open the len-byte packet pkt with rx; return 1 if that gives the ptlen
+ * bytes of pt, else say why and return 0.
+ */
+static int
+open_same(struct proto_cipher *rx, uint8_t *pkt, size_t len, const void *pt,
+    size_t ptlen)
+{
+	size_t got;
+	int rc;
+
+	if ((rc = proto_open(rx, pkt, len, &got)) != 0)
+		return (why("proto_open: %s", proto_strerror(rc)));
+	return (same("opened", pkt + PROTO_HDRBYTES, got, pt, ptlen));
+}
+
+/*
+ * Return 1 if the sealed packet pkt holds nonce, the len bytes of
+ * ciphertext ct and tag; else say which differs and return 0.
+ */
+static int
+packet_is(const uint8_t *pkt, const uint8_t *nonce, const uint8_t *ct,
+    size_t len, const uint8_t *tag)
+{
+
+	return (same("nonce", pkt + PROTO_LENBYTES, PROTO_NONCEBYTES, nonce,
+	    PROTO_NONCEBYTES) &&
+	    same("ciphertext", pkt + PROTO_HDRBYTES, len, ct, len) &&
+	    same("tag", pkt + PROTO_LENBYTES + PROTO_NONCEBYTES,
+	    PROTO_TAGBYTES, tag, PROTO_TAGBYTES));
 }
 
 /* Return a new cipher, or say why not (NULL). */
@@ -858,6 +1042,21 @@ cipher(const uint8_t key[PROTO_KEYBYTES], int classic)
 	if ((c = proto_cipher_new(key, classic)) == NULL)
 		why("proto_cipher_new: %s", strerror(errno));
 	return (c);
+}
+
+/*
+ * Make *tx and *rx, two ciphers under one fresh random key; return 1, or
+ * 0 with why.  Either way the caller frees both.
+ */
+static int
+cipher_pair(int classic, struct proto_cipher **tx, struct proto_cipher **rx)
+{
+	uint8_t key[32];
+
+	randombytes_buf(key, sizeof(key));
+	*rx = NULL;
+	return ((*tx = cipher(key, classic)) != NULL &&
+	    (*rx = cipher(key, classic)) != NULL);
 }
 
 /* X25519. */
@@ -903,31 +1102,24 @@ static void
 test_x25519_rfc(const char *dir)
 {
 	struct json *root;
-	const struct json *tests, *t, *it, *cps, *cp, *slow;
+	const struct json *t, *it, *cp, *slow;
 	uint8_t start[32], want[32];
-	const char *id;
 	uint64_t n;
 	int ok;
 
 	if ((root = load(dir, "x25519_rfc7748.json")) == NULL)
 		return;
-	if ((tests = jarr(root, "tests")) == NULL || tests->kids == NULL)
-		report(why("no \"tests\""), "x25519 rfc7748 tests");
-	else
-		for (t = tests->kids; t != NULL; t = t->next) {
-			id = jstr(t, "id");
-			report(x25519_rfc_one(t), "x25519 %s",
-			    id != NULL ? id : "(no id)");
-		}
+	for (t = entries(root, "tests", "x25519 rfc7748 tests"); t != NULL;
+	    t = t->next)
+		report(x25519_rfc_one(t), "x25519 %s", test_id(t));
 	it = jget(root, "iterated");
-	if ((cps = jarr(it, "checkpoints")) == NULL || cps->kids == NULL ||
-	    !jhexn(it, "start", start, 32)) {
-		if (whybuf[0] == '\0')
-			why("no \"checkpoints\"");
+	if ((cp = jkids(it, "checkpoints")) == NULL)
+		why("no \"checkpoints\"");
+	if (cp == NULL || !jhexn(it, "start", start, 32)) {
 		report(0, "x25519 rfc7748 iterated");
 		goto done;
 	}
-	for (cp = cps->kids; cp != NULL; cp = cp->next) {
+	for (; cp != NULL; cp = cp->next) {
 		slow = jget(cp, "slow");
 		if (slow != NULL && slow->type == J_TRUE) {
 			fprintf(stderr, "note: x25519 iterated checkpoint "
@@ -987,55 +1179,21 @@ x25519_wp_one(const struct json *t, size_t *rejected)
 	return (same("shared", out, 32, shared, 32));
 }
 
-static void
-test_x25519_wycheproof(const char *dir)
+/* A Wycheproof X25519 group must be of curve25519 tests. */
+static int
+x25519_wp_group(const struct json *g)
 {
-	struct json *root;
-	const struct json *groups, *g, *tests, *t;
-	char first[sizeof(whybuf) + 64] = "";
-	const char *curve;
-	uint64_t declared = 0, tcid;
-	size_t total = 0, bad = 0, rejected = 0;
+	const char *curve = jstr(g, "curve");
 
-	if ((root = load(dir, "wycheproof_x25519.json")) == NULL)
-		return;
-	if ((groups = jarr(root, "testGroups")) == NULL)
-		why("no \"testGroups\"");
-	for (g = groups != NULL ? groups->kids : NULL; g != NULL; g = g->next) {
-		curve = jstr(g, "curve");
-		tests = jarr(g, "tests");
-		if (curve == NULL || strcmp(curve, "curve25519") != 0 ||
-		    tests == NULL) {
-			if (bad++ == 0)
-				snprintf(first, sizeof(first), "a group is not "
-				    "curve25519 tests");
-			continue;
-		}
-		for (t = tests->kids; t != NULL; t = t->next) {
-			total++;
-			if (x25519_wp_one(t, &rejected))
-				continue;
-			tcid = 0;
-			(void)ju64(t, "tcId", &tcid);
-			fprintf(stderr, "x25519 wycheproof tcId %llu: %s\n",
-			    (unsigned long long)tcid, whybuf);
-			if (bad++ == 0)
-				snprintf(first, sizeof(first), "tcId %llu: %s",
-				    (unsigned long long)tcid, whybuf);
-		}
-	}
-	if (groups != NULL && !ju64(root, "numberOfTests", &declared))
-		snprintf(first, sizeof(first), "no \"numberOfTests\"");
-	else if (groups != NULL && total != declared && bad == 0)
-		snprintf(first, sizeof(first), "read %zu tests, file says "
-		    "%llu", total, (unsigned long long)declared);
-	if (first[0] != '\0')
-		why("%zu failed; first: %s", bad, first);
-	report(groups != NULL && total > 0 && total == declared && bad == 0,
-	    "x25519 wycheproof: %zu vectors (%zu rejected as low-order, as "
-	    "flagged)", total, rejected);
-	jfree(root);
+	if (curve == NULL || strcmp(curve, "curve25519") != 0)
+		return (why("not curve25519 tests"));
+	return (1);
 }
+
+static const struct wycheproof x25519_wycheproof = {
+	"wycheproof_x25519.json", "x25519 wycheproof", x25519_wp_group,
+	x25519_wp_one, "rejected as low-order, as flagged"
+};
 
 /* HKDF-SHA256 (sodium_shim.c). */
 
@@ -1137,19 +1295,13 @@ static void
 test_hkdf(const char *dir)
 {
 	struct json *root;
-	const struct json *tests, *t;
-	const char *id;
+	const struct json *t;
 
 	if ((root = load(dir, "hkdf_sha256_rfc5869.json")) == NULL)
 		return;
-	if ((tests = jarr(root, "tests")) == NULL || tests->kids == NULL)
-		report(why("no \"tests\""), "hkdf rfc5869");
-	else
-		for (t = tests->kids; t != NULL; t = t->next) {
-			id = jstr(t, "id");
-			report(hkdf_one(t), "hkdf %s extract and expand",
-			    id != NULL ? id : "(no id)");
-		}
+	for (t = entries(root, "tests", "hkdf rfc5869"); t != NULL;
+	    t = t->next)
+		report(hkdf_one(t), "hkdf %s extract and expand", test_id(t));
 	jfree(root);
 	report(hkdf_limits(), "hkdf expand: 0 and BYTES_MAX (%u) work, "
 	    "BYTES_MAX + 1 and SIZE_MAX give -1",
@@ -1210,85 +1362,61 @@ static void
 test_gcm_spec(const char *dir)
 {
 	struct json *root;
-	const struct json *tests, *t;
-	const char *id;
+	const struct json *t;
 	uint64_t ivbits;
 	size_t n = 0;
 
 	if ((root = load(dir, "aes256gcm.json")) == NULL)
 		return;
-	tests = jarr(root, "tests");
-	for (t = tests != NULL ? tests->kids : NULL; t != NULL; t = t->next) {
-		id = jstr(t, "id");
+	for (t = jkids(root, "tests"); t != NULL; t = t->next) {
 		if (!ju64(t, "ivBits", &ivbits)) {
-			report(0, "aes256gcm %s", id != NULL ? id : "(no id)");
+			report(0, "aes256gcm %s", test_id(t));
 			continue;
 		}
 		if (ivbits != 96)
 			continue;
 		n++;
-		report(gcm_one(t, "pt", "valid"), "aes256gcm %s",
-		    id != NULL ? id : "(no id)");
+		report(gcm_one(t, "pt", "valid"), "aes256gcm %s", test_id(t));
 	}
 	if (n == 0)
 		report(why("no test with a 96-bit IV"), "aes256gcm spec");
 	jfree(root);
 }
 
-static void
-test_gcm_wycheproof(const char *dir)
+/*
+ * A Wycheproof AES-GCM group must be AES-256 with 96-bit IVs and 128-bit
+ * tags, all libsodium offers.
+ */
+static int
+gcm_wp_group(const struct json *g)
 {
-	struct json *root;
-	const struct json *groups, *g, *tests, *t;
-	char first[sizeof(whybuf) + 64] = "";
-	const char *result;
-	uint64_t declared = 0, tcid, ivs, keys, tags;
-	size_t total = 0, bad = 0, invalid = 0;
+	uint64_t ivs, keys, tags;
 
-	if ((root = load(dir, "wycheproof_aes256gcm_iv96.json")) == NULL)
-		return;
-	if ((groups = jarr(root, "testGroups")) == NULL)
-		why("no \"testGroups\"");
-	for (g = groups != NULL ? groups->kids : NULL; g != NULL; g = g->next) {
-		tests = jarr(g, "tests");
-		if (!ju64(g, "ivSize", &ivs) || !ju64(g, "keySize", &keys) ||
-		    !ju64(g, "tagSize", &tags) || ivs != 96 || keys != 256 ||
-		    tags != 128 || tests == NULL) {
-			if (bad++ == 0)
-				snprintf(first, sizeof(first), "a group is not "
-				    "AES-256, 96-bit IV, 128-bit tag");
-			continue;
-		}
-		for (t = tests->kids; t != NULL; t = t->next) {
-			total++;
-			result = jstr(t, "result");
-			if (result != NULL && strcmp(result, "invalid") == 0)
-				invalid++;
-			if (result != NULL && gcm_one(t, "msg", result))
-				continue;
-			if (result == NULL)
-				why("no \"result\"");
-			tcid = 0;
-			(void)ju64(t, "tcId", &tcid);
-			fprintf(stderr, "aes256gcm wycheproof tcId %llu: %s\n",
-			    (unsigned long long)tcid, whybuf);
-			if (bad++ == 0)
-				snprintf(first, sizeof(first), "tcId %llu: %s",
-				    (unsigned long long)tcid, whybuf);
-		}
-	}
-	if (groups != NULL && !ju64(root, "numberOfTests", &declared))
-		snprintf(first, sizeof(first), "no \"numberOfTests\"");
-	else if (groups != NULL && total != declared && bad == 0)
-		snprintf(first, sizeof(first), "read %zu tests, file says "
-		    "%llu", total, (unsigned long long)declared);
-	if (first[0] != '\0')
-		why("%zu failed; first: %s", bad, first);
-	report(groups != NULL && total > 0 && total == declared && bad == 0,
-	    "aes256gcm wycheproof: %zu vectors (%zu invalid ones refused)",
-	    total, invalid);
-	jfree(root);
+	if (!ju64(g, "ivSize", &ivs) || !ju64(g, "keySize", &keys) ||
+	    !ju64(g, "tagSize", &tags))
+		return (0);
+	if (ivs != 96 || keys != 256 || tags != 128)
+		return (why("not AES-256, 96-bit IV, 128-bit tag"));
+	return (1);
 }
+
+/* One Wycheproof AES-GCM test; count the invalid ones in *invalid. */
+static int
+gcm_wp_one(const struct json *t, size_t *invalid)
+{
+	const char *result = jstr(t, "result");
+
+	if (result == NULL)
+		return (why("no \"result\""));
+	if (strcmp(result, "invalid") == 0)
+		(*invalid)++;
+	return (gcm_one(t, "msg", result));
+}
+
+static const struct wycheproof gcm_wycheproof = {
+	"wycheproof_aes256gcm_iv96.json", "aes256gcm wycheproof", gcm_wp_group,
+	gcm_wp_one, "invalid ones refused"
+};
 
 /* Noise known answers through proto_hs_* and the split ciphers. */
 
@@ -1402,28 +1530,21 @@ noise_transport_msg(struct proto_cipher *tx, struct proto_cipher *rx,
     const struct blob *payload, const struct blob *ct, uint8_t *pkt)
 {
 	uint8_t nonce[PROTO_NONCEBYTES];
-	size_t len = payload->len, ptlen;
+	size_t len = payload->len;
 	uint64_t n = proto_cipher_nonce(tx);
-	int rc;
 
 	if (len > PROTO_MAXPLAIN || ct->len != len + PROTO_TAGBYTES)
 		return (why("payload too long, or ciphertext not payload + 16 "
 		    "bytes"));
-	if ((rc = seal_copy(tx, pkt, payload->b, len)) != 0)
-		return (why("proto_seal: %s", proto_strerror(rc)));
+	if (!seal_copy(tx, pkt, payload->b, len))
+		return (0);
 	if (load32_be(pkt) != PROTO_NONCEBYTES + PROTO_TAGBYTES + len)
 		return (why("length prefix is %lu",
 		    (unsigned long)load32_be(pkt)));
 	noise_nonce(nonce, n);
-	if (!same("nonce", pkt + PROTO_LENBYTES, PROTO_NONCEBYTES, nonce,
-	    PROTO_NONCEBYTES) ||
-	    !same("ciphertext", pkt + PROTO_HDRBYTES, len, ct->b, len) ||
-	    !same("tag", pkt + PROTO_LENBYTES + PROTO_NONCEBYTES,
-	    PROTO_TAGBYTES, ct->b + len, PROTO_TAGBYTES))
+	if (!packet_is(pkt, nonce, ct->b, len, ct->b + len))
 		return (0);
-	if ((rc = proto_open(rx, pkt, PROTO_HDRBYTES + len, &ptlen)) != 0)
-		return (why("proto_open: %s", proto_strerror(rc)));
-	return (same("opened", pkt + PROTO_HDRBYTES, ptlen, payload->b, len));
+	return (open_same(rx, pkt, PROTO_HDRBYTES + len, payload->b, len));
 }
 
 /* Run one XX or XXpsk3 vector; count its transport messages in *ntr. */
@@ -1511,16 +1632,14 @@ test_noise_file(const char *dir, const char *file, const char *label,
     int need_hash)
 {
 	struct json *root;
-	const struct json *vectors, *v;
+	const struct json *v;
 	const char *pn;
 	size_t nrun = 0, ntr;
 	int psk, ok;
 
 	if ((root = load(dir, file)) == NULL)
 		return;
-	vectors = jarr(root, "vectors");
-	for (v = vectors != NULL ? vectors->kids : NULL; v != NULL;
-	    v = v->next) {
+	for (v = jkids(root, "vectors"); v != NULL; v = v->next) {
 		if ((pn = jstr(v, "protocol_name")) == NULL) {
 			report(why("entry without \"protocol_name\""),
 			    "noise %s", label);
@@ -1574,10 +1693,8 @@ rekey_one(const struct json *t, uint8_t *pkt)
 	if ((c = cipher(key, 0)) == NULL)
 		return (0);
 	for (i = 0; i < 2; i++)
-		if ((rc = seal_copy(c, pkt, "x", 1)) != 0) {
-			why("proto_seal: %s", proto_strerror(rc));
+		if (!seal_copy(c, pkt, "x", 1))
 			goto done;
-		}
 	if ((rc = proto_cipher_rekey(c)) != 0) {
 		why("proto_cipher_rekey: %s", proto_strerror(rc));
 		goto done;
@@ -1587,28 +1704,23 @@ rekey_one(const struct json *t, uint8_t *pkt)
 		    (unsigned long long)proto_cipher_nonce(c));
 		goto done;
 	}
-	if ((rc = seal_copy(c, pkt, pt, len)) != 0) {
-		why("proto_seal: %s", proto_strerror(rc));
+	if (!seal_copy(c, pkt, pt, len))
 		goto done;
-	}
 	noise_nonce(nonce, 2);
 	crypto_aead_aes256gcm_encrypt(want, &clen, (const uint8_t *)pt, len,
 	    NULL, 0, NULL, nonce, newkey);
-	if (!same("nonce", pkt + PROTO_LENBYTES, PROTO_NONCEBYTES, nonce,
-	    PROTO_NONCEBYTES) ||
-	    !same("ciphertext", pkt + PROTO_HDRBYTES, len, want, len) ||
-	    !same("tag", pkt + PROTO_LENBYTES + PROTO_NONCEBYTES,
-	    PROTO_TAGBYTES, want + len, PROTO_TAGBYTES))
-		goto done;
-	ok = 1;
+	ok = packet_is(pkt, nonce, want, len, want + len);
 done:
 	proto_cipher_free(c);
 	return (ok);
 }
 
-/* The rekey[] entries chain: rekeying n times reaches entry n's key. */
+/*
+ * The rekey[] entries, from first on, chain: rekeying n times reaches
+ * entry n's key.
+ */
 static int
-rekey_chain(const struct json *rekeys, size_t *n, uint8_t *pkt)
+rekey_chain(const struct json *first, size_t *n, uint8_t *pkt)
 {
 	const struct json *t;
 	struct proto_cipher *c = NULL;
@@ -1617,7 +1729,7 @@ rekey_chain(const struct json *rekeys, size_t *n, uint8_t *pkt)
 	int ok = 0;
 
 	*n = 0;
-	for (t = rekeys->kids; t != NULL; t = t->next) {
+	for (t = first; t != NULL; t = t->next) {
 		if (c == NULL) {
 			if (!jhexn(t, "key", key, 32) ||
 			    (c = cipher(key, 0)) == NULL)
@@ -1630,14 +1742,13 @@ rekey_chain(const struct json *rekeys, size_t *n, uint8_t *pkt)
 	}
 	if (c == NULL)
 		return (why("no entries"));
-	if (seal_copy(c, pkt, zero32, 32) != 0)
+	if (!seal_copy(c, pkt, zero32, 32))
 		goto done;
+	/* Rekeying leaves the counter alone: nothing was sealed yet. */
 	noise_nonce(nonce, 0);
 	crypto_aead_aes256gcm_encrypt(want, &clen, zero32, 32, NULL, 0,
 	    NULL, nonce, key);
-	ok = same("ciphertext", pkt + PROTO_HDRBYTES, 32, want, 32) &&
-	    same("tag", pkt + PROTO_LENBYTES + PROTO_NONCEBYTES, 16, want + 32,
-	    16);
+	ok = packet_is(pkt, nonce, want, 32, want + 32);
 done:
 	proto_cipher_free(c);
 	return (ok);
@@ -1661,7 +1772,7 @@ nonce_one(const struct json *t, uint8_t *pkt, int *via_proto)
 	unsigned long long clen;
 	struct proto_cipher *c;
 	uint64_t n, i;
-	int rc, ok = 0;
+	int ok = 0;
 
 	*via_proto = 0;
 	if (!ju64(t, "n", &n) || !jhexn(t, "key", key, 32) ||
@@ -1686,21 +1797,14 @@ nonce_one(const struct json *t, uint8_t *pkt, int *via_proto)
 	if ((c = cipher(key, 0)) == NULL)
 		return (0);
 	for (i = 0; i < n; i++)
-		if ((rc = seal_copy(c, pkt, "x", 1)) != 0) {
-			why("proto_seal: %s", proto_strerror(rc));
+		if (!seal_copy(c, pkt, "x", 1))
 			goto done;
-		}
-	if ((rc = seal_copy(c, pkt, pt.b, pt.len)) != 0) {
-		why("proto_seal: %s", proto_strerror(rc));
+	if (!seal_copy(c, pkt, pt.b, pt.len))
 		goto done;
-	}
+	/* The tag for the empty ad proto uses. */
 	crypto_aead_aes256gcm_encrypt_detached(out.b, tag, NULL, pt.b, pt.len,
 	    NULL, 0, NULL, nonce96, key);
-	ok = same("nonce", pkt + PROTO_LENBYTES, PROTO_NONCEBYTES, nonce96,
-	    PROTO_NONCEBYTES) &&
-	    same("ciphertext", pkt + PROTO_HDRBYTES, pt.len, ct.b, pt.len) &&
-	    same("tag (empty ad)", pkt + PROTO_LENBYTES + PROTO_NONCEBYTES,
-	    PROTO_TAGBYTES, tag, PROTO_TAGBYTES);
+	ok = packet_is(pkt, nonce96, ct.b, pt.len, tag);
 done:
 	proto_cipher_free(c);
 	return (ok);
@@ -1710,43 +1814,34 @@ static void
 test_noise_local(const char *dir)
 {
 	struct json *root;
-	const struct json *rekeys, *encs, *t;
+	const struct json *rekeys, *t;
 	uint8_t *pkt;
-	const char *id;
 	size_t n;
 	int ok, via;
 
 	if ((root = load(dir, "noise_aesgcm_cipher_local.json")) == NULL)
 		return;
 	pkt = xmalloc(PROTO_MAXPKT);
-	rekeys = jarr(root, "rekey");
-	for (t = rekeys != NULL ? rekeys->kids : NULL; t != NULL; t = t->next) {
-		id = jstr(t, "id");
+	rekeys = entries(root, "rekey", "noise rekey");
+	for (t = rekeys; t != NULL; t = t->next)
 		report(rekey_one(t, pkt), "noise %s: proto_cipher_rekey gives "
-		    "rekeyed_key, the counter carries on",
-		    id != NULL ? id : "(no id)");
-	}
-	if (rekeys == NULL || rekeys->kids == NULL)
-		report(why("no \"rekey\" entries"), "noise rekey");
-	else {
+		    "rekeyed_key, the counter carries on", test_id(t));
+	if (rekeys != NULL) {
 		ok = rekey_chain(rekeys, &n, pkt);
 		report(ok, "noise rekey chain: %zu proto_cipher_rekey calls in "
 		    "a row", n);
 	}
-	encs = jarr(root, "encrypt");
-	for (t = encs != NULL ? encs->kids : NULL; t != NULL; t = t->next) {
-		id = jstr(t, "id");
+	for (t = entries(root, "encrypt", "noise encrypt"); t != NULL;
+	    t = t->next) {
 		ok = nonce_one(t, pkt, &via);
 		if (via)
 			report(ok, "noise %s via proto_seal: nonce, ciphertext, "
-			    "tag", id != NULL ? id : "(no id)");
+			    "tag", test_id(t));
 		else
 			report(ok, "noise %s: nonce layout and vector (libsodium "
 			    "only: proto_seal cannot reach this counter)",
-			    id != NULL ? id : "(no id)");
+			    test_id(t));
 	}
-	if (encs == NULL || encs->kids == NULL)
-		report(why("no \"encrypt\" entries"), "noise encrypt");
 	free(pkt);
 	jfree(root);
 }
@@ -1759,35 +1854,22 @@ send_one(struct proto_cipher *tx, struct proto_cipher *rx)
 {
 	static const char msg[] = "\x00hello";
 	uint8_t pkt[PROTO_HDRBYTES + sizeof(msg)];
-	size_t ptlen;
-	int rc;
 
-	if ((rc = seal_copy(tx, pkt, msg, sizeof(msg))) != 0)
-		return (why("proto_seal: %s", proto_strerror(rc)));
-	if ((rc = proto_open(rx, pkt, sizeof(pkt), &ptlen)) != 0)
-		return (why("proto_open: %s", proto_strerror(rc)));
-	return (same("opened", pkt + PROTO_HDRBYTES, ptlen,
-	    (const uint8_t *)msg, sizeof(msg)));
+	return (seal_copy(tx, pkt, msg, sizeof(msg)) &&
+	    open_same(rx, pkt, sizeof(pkt), msg, sizeof(msg)));
 }
 
 /* Seal and open one packet of len random bytes between fresh ciphers. */
 static int
 roundtrip(int classic, size_t len, uint8_t *pkt, uint8_t *pt)
 {
-	uint8_t key[32];
-	struct proto_cipher *tx, *rx = NULL;
-	size_t plen = 0, ptlen;
+	struct proto_cipher *tx, *rx;
+	size_t plen = 0;
 	int rc, ok = 0;
 
-	randombytes_buf(key, sizeof(key));
 	randombytes_buf(pt, len);
-	if ((tx = cipher(key, classic)) == NULL ||
-	    (rx = cipher(key, classic)) == NULL)
+	if (!cipher_pair(classic, &tx, &rx) || !seal_copy(tx, pkt, pt, len))
 		goto done;
-	if ((rc = seal_copy(tx, pkt, pt, len)) != 0) {
-		why("proto_seal: %s", proto_strerror(rc));
-		goto done;
-	}
 	if (len >= 16 && memcmp(pkt + PROTO_HDRBYTES, pt, len) == 0) {
 		why("the plaintext was not encrypted");
 		goto done;
@@ -1797,17 +1879,12 @@ roundtrip(int classic, size_t len, uint8_t *pkt, uint8_t *pt)
 		why("proto_open_len: %s, length %zu", proto_strerror(rc), plen);
 		goto done;
 	}
-	if ((rc = proto_open(rx, pkt, PROTO_HDRBYTES + len, &ptlen)) != 0) {
-		why("proto_open: %s", proto_strerror(rc));
+	if (!open_same(rx, pkt, PROTO_HDRBYTES + len, pt, len))
 		goto done;
-	}
-	if (!same("plaintext", pkt + PROTO_HDRBYTES, ptlen, pt, len))
-		goto done;
-	if (proto_cipher_nonce(tx) != 1 || proto_cipher_nonce(rx) != 1) {
+	if (proto_cipher_nonce(tx) != 1 || proto_cipher_nonce(rx) != 1)
 		why("the counters did not advance to 1");
-		goto done;
-	}
-	ok = 1;
+	else
+		ok = 1;
 done:
 	proto_cipher_free(tx);
 	proto_cipher_free(rx);
@@ -1842,16 +1919,14 @@ nonces(int classic)
 	uint8_t key[32], want[PROTO_NONCEBYTES], seen[3][PROTO_NONCEBYTES];
 	uint8_t pkt[PROTO_HDRBYTES + 4];
 	struct proto_cipher *c;
-	int i, j, rc, ok = 0;
+	int i, j, ok = 0;
 
 	randombytes_buf(key, sizeof(key));
 	if ((c = cipher(key, classic)) == NULL)
 		return (0);
 	for (i = 0; i < 3; i++) {
-		if ((rc = seal_copy(c, pkt, "same", 4)) != 0) {
-			why("proto_seal: %s", proto_strerror(rc));
+		if (!seal_copy(c, pkt, "same", 4))
 			goto done;
-		}
 		memcpy(seen[i], pkt + PROTO_LENBYTES, PROTO_NONCEBYTES);
 		noise_nonce(want, (uint64_t)i);
 		if (!classic && !same("nonce", seen[i], PROTO_NONCEBYTES, want,
@@ -1880,14 +1955,12 @@ open_len_bounds(int classic)
 {
 	static const uint32_t bad[] = { 0, 27, 28, 65565, 0xffffffff };
 	static const uint32_t good[] = { 28, 29, 65564 };
-	uint8_t key[32], prefix[PROTO_LENBYTES], pkt[PROTO_HDRBYTES + 2];
-	struct proto_cipher *tx = NULL, *rx = NULL;
+	uint8_t prefix[PROTO_LENBYTES], pkt[PROTO_HDRBYTES + 2];
+	struct proto_cipher *tx, *rx;
 	size_t i, len, ptlen;
 	int rc, ok = 0;
 
-	randombytes_buf(key, sizeof(key));
-	if ((tx = cipher(key, classic)) == NULL ||
-	    (rx = cipher(key, classic)) == NULL)
+	if (!cipher_pair(classic, &tx, &rx))
 		goto done;
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		if (classic && bad[i] == 28)
@@ -1911,10 +1984,8 @@ open_len_bounds(int classic)
 			goto done;
 		}
 	}
-	if ((rc = seal_copy(tx, pkt, "ab", 2)) != 0) {
-		why("proto_seal: %s", proto_strerror(rc));
+	if (!seal_copy(tx, pkt, "ab", 2))
 		goto done;
-	}
 	for (i = 0; i < PROTO_LENBYTES; i++)
 		if ((rc = proto_open(rx, pkt, i, &ptlen)) != PROTO_EBADLEN) {
 			why("a %zu-byte packet: got %s, want EBADLEN", i,
@@ -1927,11 +1998,8 @@ open_len_bounds(int classic)
 		    proto_strerror(rc));
 		goto done;
 	}
-	if ((rc = proto_open(rx, pkt, sizeof(pkt), &ptlen)) != 0) {
-		why("the whole packet then: %s", proto_strerror(rc));
-		goto done;
-	}
-	ok = 1;
+	if (!(ok = open_same(rx, pkt, sizeof(pkt), "ab", 2)))
+		why_in("the whole packet then");
 done:
 	proto_cipher_free(tx);
 	proto_cipher_free(rx);
@@ -1949,21 +2017,15 @@ static int
 bitflips(int classic, size_t *nflips)
 {
 	enum { LEN = 100, PKTLEN = PROTO_HDRBYTES + LEN };
-	uint8_t key[32], pt[LEN], pkt[PKTLEN], work[PKTLEN], sent[PKTLEN];
-	struct proto_cipher *tx = NULL, *rx = NULL;
+	uint8_t pt[LEN], pkt[PKTLEN], work[PKTLEN], sent[PKTLEN];
+	struct proto_cipher *tx, *rx;
 	size_t i, ptlen;
 	int bit, rc, want, ok = 0;
 
 	*nflips = 0;
-	randombytes_buf(key, sizeof(key));
 	randombytes_buf(pt, sizeof(pt));
-	if ((tx = cipher(key, classic)) == NULL ||
-	    (rx = cipher(key, classic)) == NULL)
+	if (!cipher_pair(classic, &tx, &rx) || !seal_copy(tx, pkt, pt, LEN))
 		goto done;
-	if ((rc = seal_copy(tx, pkt, pt, LEN)) != 0) {
-		why("proto_seal: %s", proto_strerror(rc));
-		goto done;
-	}
 	for (i = 0; i < PKTLEN; i++) {
 		if (i < PROTO_LENBYTES)
 			want = PROTO_EBADLEN;
@@ -1997,11 +2059,8 @@ bitflips(int classic, size_t *nflips)
 		}
 	}
 	/* The packet as sealed still opens: the refusals were not luck. */
-	if ((rc = proto_open(rx, pkt, PKTLEN, &ptlen)) != 0) {
-		why("the unchanged packet: %s", proto_strerror(rc));
-		goto done;
-	}
-	ok = same("plaintext", pkt + PROTO_HDRBYTES, ptlen, pt, LEN);
+	if (!(ok = open_same(rx, pkt, PKTLEN, pt, LEN)))
+		why_in("the unchanged packet");
 done:
 	proto_cipher_free(tx);
 	proto_cipher_free(rx);
@@ -2013,16 +2072,13 @@ static int
 seal_some(struct proto_cipher **tx, struct proto_cipher **rx,
     uint8_t pkt[][PROTO_HDRBYTES + 6], int n)
 {
-	uint8_t key[32];
-	int i, rc;
+	int i;
 
-	randombytes_buf(key, sizeof(key));
-	*rx = NULL;
-	if ((*tx = cipher(key, 0)) == NULL || (*rx = cipher(key, 0)) == NULL)
+	if (!cipher_pair(0, tx, rx))
 		return (0);
 	for (i = 0; i < n; i++)
-		if ((rc = seal_copy(*tx, pkt[i], "\x00pkt-", 6)) != 0)
-			return (why("proto_seal: %s", proto_strerror(rc)));
+		if (!seal_copy(*tx, pkt[i], "\x00pkt-", 6))
+			return (0);
 	return (1);
 }
 
@@ -2091,7 +2147,6 @@ rekey_both(void)
 	uint8_t key[32], pkt[PROTO_HDRBYTES + 5], old[PROTO_HDRBYTES + 5];
 	uint8_t want[PROTO_NONCEBYTES];
 	struct proto_cipher *tx = NULL, *rx = NULL, *stale = NULL;
-	size_t ptlen;
 	int i, rc, ok = 0;
 
 	randombytes_buf(key, sizeof(key));
@@ -2099,18 +2154,15 @@ rekey_both(void)
 	    (stale = cipher(key, 0)) == NULL)
 		goto done;
 	for (i = 0; i < 3; i++)
-		if (!send_one(tx, rx) || seal_copy(stale, old, msg, 5) != 0)
+		if (!send_one(tx, rx) || !seal_copy(stale, old, msg, 5))
 			goto done;
 	if ((rc = proto_cipher_rekey(tx)) != 0 ||
 	    (rc = proto_cipher_rekey(rx)) != 0) {
 		why("proto_cipher_rekey: %s", proto_strerror(rc));
 		goto done;
 	}
-	if ((rc = seal_copy(tx, pkt, msg, 5)) != 0 ||
-	    (rc = seal_copy(stale, old, msg, 5)) != 0) {
-		why("proto_seal: %s", proto_strerror(rc));
+	if (!seal_copy(tx, pkt, msg, 5) || !seal_copy(stale, old, msg, 5))
 		goto done;
-	}
 	noise_nonce(want, 3);
 	if (!same("nonce after rekey", pkt + PROTO_LENBYTES, PROTO_NONCEBYTES,
 	    want, PROTO_NONCEBYTES))
@@ -2119,17 +2171,11 @@ rekey_both(void)
 		why("the packet is the same as under the old key");
 		goto done;
 	}
-	if ((rc = proto_open(rx, pkt, sizeof(pkt), &ptlen)) != 0) {
-		why("proto_open after rekey: %s", proto_strerror(rc));
+	if (!open_same(rx, pkt, sizeof(pkt), msg, 5)) {
+		why_in("after rekey");
 		goto done;
 	}
-	if (!same("opened", pkt + PROTO_HDRBYTES, ptlen, (const uint8_t *)msg,
-	    5))
-		goto done;
-	for (i = 0; i < 2; i++)
-		if (!send_one(tx, rx))
-			goto done;
-	ok = 1;
+	ok = send_one(tx, rx) && send_one(tx, rx);
 done:
 	proto_cipher_free(tx);
 	proto_cipher_free(rx);
@@ -2144,18 +2190,18 @@ done:
 static int
 rekey_one_side(void)
 {
-	uint8_t pkt[1][PROTO_HDRBYTES + 6];
+	uint8_t pkt[PROTO_HDRBYTES + 6];
 	struct proto_cipher *tx, *rx;
 	int ok = 0;
 
-	if (!seal_some(&tx, &rx, pkt, 0) || !send_one(tx, rx))
+	if (!cipher_pair(0, &tx, &rx) || !send_one(tx, rx))
 		goto done;
-	if (proto_cipher_rekey(tx) != 0 ||
-	    seal_copy(tx, pkt[0], "\x00pkt-", 6) != 0) {
-		why("rekey or seal failed");
+	if (proto_cipher_rekey(tx) != 0) {
+		why("proto_cipher_rekey failed");
 		goto done;
 	}
-	if (!open_copy(rx, pkt[0], PROTO_EBADTAG, "receiver not rekeyed"))
+	if (!seal_copy(tx, pkt, "\x00pkt-", 6) ||
+	    !open_copy(rx, pkt, PROTO_EBADTAG, "receiver not rekeyed"))
 		goto done;
 	if (proto_cipher_nonce(rx) != 1) {
 		why("the receiver's counter moved");
@@ -2165,7 +2211,7 @@ rekey_one_side(void)
 		why("proto_cipher_rekey failed");
 		goto done;
 	}
-	ok = open_copy(rx, pkt[0], 0, "receiver rekeyed too");
+	ok = open_copy(rx, pkt, 0, "receiver rekeyed too");
 done:
 	proto_cipher_free(tx);
 	proto_cipher_free(rx);
@@ -2415,6 +2461,72 @@ pair_run(struct pair *p, int n)
 	return (1);
 }
 
+/*
+ * Start p, deliver the messages before msgno unchanged, and have msgno
+ * written: it is then in flight in p->msg, unread.
+ */
+static int
+pair_upto(struct pair *p, int msgno)
+{
+	int rc;
+
+	if (!pair_start(p) || !pair_run(p, msgno - 1))
+		return (0);
+	if ((rc = pair_write(p)) != 0)
+		return (why("message %d: write: %s", msgno,
+		    proto_strerror(rc)));
+	return (1);
+}
+
+/*
+ * A step of side gave rc: return 1 if that is the code want and side is
+ * failed after it; else say why and return 0.
+ */
+static int
+hs_failed(const struct pair *p, int side, int rc, int want)
+{
+
+	if (rc != want)
+		return (why("got %s, want %s", proto_strerror(rc),
+		    proto_strerror(want)));
+	if (proto_hs_next(p->hs[side]) != PROTO_HS_FAILED)
+		return (why("side %d is not failed afterwards", side));
+	return (1);
+}
+
+/* Does each side i of p know the other's public key, keys[1 - i]? */
+static int
+pair_knows(const struct pair *p, uint8_t keys[2][PROTO_KEYBYTES])
+{
+	const uint8_t *rs;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		rs = proto_hs_remote_static(p->hs[i]);
+		if (rs == NULL || memcmp(rs, keys[1 - i], PROTO_KEYBYTES) != 0)
+			return (why("side %d does not know the other's key",
+			    i));
+	}
+	return (1);
+}
+
+/*
+ * Splitting hs must give ESTATE and set *tx and *rx to NULL, whatever
+ * they held (the caller frees what they hold after).
+ */
+static int
+split_refused(struct proto_hs *hs, struct proto_cipher **tx,
+    struct proto_cipher **rx, const char *when)
+{
+	int rc;
+
+	rc = proto_hs_split(hs, tx, rx);
+	if (rc != PROTO_ESTATE || *tx != NULL || *rx != NULL)
+		return (why("split %s gave %s%s", when, proto_strerror(rc),
+		    rc == PROTO_ESTATE ? " but ciphers" : ""));
+	return (1);
+}
+
 /* Run the whole handshake and split both sides. */
 static int
 pair_split(struct pair *p, struct proto_cipher *tx[2],
@@ -2457,7 +2569,6 @@ hs_classic(void)
 	uint8_t e[2][32], epub[2][32], secret[32], prk[32], key[32];
 	struct proto_cipher *tx[2], *rx[2], *ref = NULL;
 	struct pair *p = pair_new(1, NULL, NULL);
-	const uint8_t *rs;
 	int i, ok = 0;
 
 	for (i = 0; i < 2; i++) {
@@ -2480,18 +2591,13 @@ hs_classic(void)
 		why("the listener has a peer key before message 2");
 		goto done;
 	}
-	if (!pair_run(p, 2))
+	if (!pair_run(p, 2) || !pair_knows(p, epub))
 		goto done;
 	if (crypto_scalarmult(secret, e[0], epub[1]) != 0) {
 		why("random keys gave a zero secret");
 		goto done;
 	}
 	for (i = 0; i < 2; i++) {
-		rs = proto_hs_remote_static(p->hs[i]);
-		if (rs == NULL || memcmp(rs, epub[1 - i], 32) != 0) {
-			why("side %d does not know the other's key", i);
-			goto done;
-		}
 		if (proto_hs_next(p->hs[i]) != PROTO_HS_DONE ||
 		    !same("shared secret", proto_hs_hash(p->hs[i]), 32, secret,
 		    32))
@@ -2515,83 +2621,30 @@ done:
 }
 
 /*
- * Classic with a low-order peer key: the listener refuses it when it
- * reads message 2, the connector when it writes message 2 (that is when
- * it computes the secret).  Both must then be failed.
+ * A low-order key in place of the public key that opens handshake message
+ * msgno must fail its reader with ELOWORDER when it first computes with
+ * it: as it reads message 2 (classic: the secret; noise: DH ee), or as it
+ * writes message 2 after reading message 1.
  */
 static int
-hs_classic_loworder(const uint8_t key[32], int listener)
+hs_loworder(int classic, const uint8_t key[32], int msgno)
 {
-	struct pair *p = pair_new(1, NULL, NULL);
-	int rc, side = listener ? 1 : 0, ok = 0;
+	struct pair *p = pair_new(classic, NULL, NULL);
+	int rc, reader, ok = 0;
 
-	if (!pair_start(p))
+	if (!pair_upto(p, msgno))
 		goto done;
-	if (listener) {
-		if ((rc = pair_write(p)) != 0) {
-			why("message 1: %s", proto_strerror(rc));
-			goto done;
-		}
-		rc = proto_hs_read(p->hs[1], key, 32, p->payload, &p->plen);
-	} else {
-		if ((rc = proto_hs_read(p->hs[0], key, 32, p->payload,
-		    &p->plen)) != 0) {
-			why("connector's read: %s", proto_strerror(rc));
-			goto done;
-		}
-		rc = proto_hs_write(p->hs[0], (const uint8_t *)"", 0, p->msg,
-		    &p->msglen);
-	}
-	if (rc != PROTO_ELOWORDER)
-		why("got %s, want ELOWORDER", proto_strerror(rc));
-	else if (proto_hs_next(p->hs[side]) != PROTO_HS_FAILED)
-		why("not failed afterwards");
-	else
-		ok = 1;
-done:
-	pair_free(p);
-	return (ok);
-}
-
-/*
- * Noise with a low-order ephemeral key: in message 1 it stops the
- * responder when it writes message 2 (DH ee), in message 2 the initiator
- * as it reads it.
- */
-static int
-hs_noise_loworder(const uint8_t key[32], int msgno)
-{
-	struct pair *p = pair_new(0, NULL, NULL);
-	int rc, side, ok = 0;
-
-	if (!pair_start(p))
-		goto done;
+	memcpy(p->msg, key, 32);
+	reader = 1 - p->writer;
+	rc = pair_read(p);
 	if (msgno == 1) {
-		side = 1;
-		if ((rc = proto_hs_read(p->hs[1], key, 32, p->payload,
-		    &p->plen)) != 0) {
-			why("responder's read: %s", proto_strerror(rc));
+		if (rc != 0) {
+			why("message 1: read: %s", proto_strerror(rc));
 			goto done;
 		}
-		rc = proto_hs_write(p->hs[1], (const uint8_t *)names[1],
-		    strlen(names[1]), p->msg, &p->msglen);
-	} else {
-		side = 0;
-		if (!pair_run(p, 1))
-			goto done;
-		if ((rc = pair_write(p)) != 0) {
-			why("message 2: %s", proto_strerror(rc));
-			goto done;
-		}
-		memcpy(p->msg, key, 32);
-		rc = pair_read(p);
+		rc = pair_write(p);
 	}
-	if (rc != PROTO_ELOWORDER)
-		why("got %s, want ELOWORDER", proto_strerror(rc));
-	else if (proto_hs_next(p->hs[side]) != PROTO_HS_FAILED)
-		why("not failed afterwards");
-	else
-		ok = 1;
+	ok = hs_failed(p, reader, rc, PROTO_ELOWORDER);
 done:
 	pair_free(p);
 	return (ok);
@@ -2601,11 +2654,17 @@ done:
 static void
 test_loworder(void)
 {
-	static const char *const what[4] = {
-		"classic: the listener refuses a low-order key",
-		"classic: the connector refuses a low-order key",
-		"noise: a low-order e in message 1 stops the responder",
-		"noise: a low-order e in message 2 stops the initiator",
+	static const struct {
+		int classic;
+		int msgno;		/* the message that carries the key */
+		const char *what;
+	} kinds[4] = {
+		{ 1, 2, "classic: the listener refuses a low-order key" },
+		{ 1, 1, "classic: the connector refuses a low-order key" },
+		{ 0, 1,
+		    "noise: a low-order e in message 1 stops the responder" },
+		{ 0, 2,
+		    "noise: a low-order e in message 2 stops the initiator" },
 	};
 	size_t i;
 	int kind, ok;
@@ -2618,15 +2677,16 @@ test_loworder(void)
 			const uint8_t *key = i < nloworder ? loworder[i] :
 			    zero32;
 
-			ok = kind < 2 ? hs_classic_loworder(key, kind == 0) :
-			    hs_noise_loworder(key, kind - 1);
+			ok = hs_loworder(kinds[kind].classic, key,
+			    kinds[kind].msgno);
 			if (!ok && i < nloworder)
 				why_in("a Wycheproof key");
 			else if (!ok)
 				why_in("the all-zero key");
 		}
 		report(ok, "handshake %s (%zu Wycheproof low-order keys and "
-		    "the all-zero key): ELOWORDER", what[kind], nloworder);
+		    "the all-zero key): ELOWORDER", kinds[kind].what,
+		    nloworder);
 	}
 }
 
@@ -2641,19 +2701,12 @@ hs_noise(const uint8_t *psk)
 	struct pair *p = pair_new(0, psk, psk);
 	struct proto_cipher *tx[2], *rx[2];
 	char code[2][PROTO_CODELEN + 1];
-	const uint8_t *rs;
 	int i, ok = 0;
 
-	if (!pair_split(p, tx, rx))
+	if (!pair_split(p, tx, rx) || !pair_knows(p, staticpubs))
 		goto done;
-	for (i = 0; i < 2; i++) {
-		rs = proto_hs_remote_static(p->hs[i]);
-		if (rs == NULL || memcmp(rs, staticpubs[1 - i], 32) != 0) {
-			why("side %d does not know the other's static key", i);
-			goto done;
-		}
+	for (i = 0; i < 2; i++)
 		proto_session_code(code[i], proto_hs_hash(p->hs[i]));
-	}
 	if (memcmp(proto_hs_hash(p->hs[0]), proto_hs_hash(p->hs[1]), 32) != 0 ||
 	    strcmp(code[0], code[1]) != 0) {
 		why("the handshake hashes or session codes differ");
@@ -2675,36 +2728,22 @@ done:
 static int
 reflection(void)
 {
-	uint8_t pkt[2][PROTO_HDRBYTES + 6], copy[2][PROTO_HDRBYTES + 6];
+	uint8_t pkt[2][PROTO_HDRBYTES + 6];
 	struct pair *p = pair_new(0, NULL, NULL);
 	struct proto_cipher *tx[2], *rx[2];
-	size_t ptlen;
-	int i, rc, ok = 0;
+	int ok = 0;
 
-	if (!pair_split(p, tx, rx))
+	if (!pair_split(p, tx, rx) ||
+	    !seal_copy(tx[0], pkt[0], "\x00pkt-", 6) ||
+	    !seal_copy(tx[1], pkt[1], "\x00pkt-", 6))
 		goto done;
-	for (i = 0; i < 2; i++) {
-		if ((rc = seal_copy(tx[i], pkt[i], "\x00pkt-", 6)) != 0) {
-			why("proto_seal: %s", proto_strerror(rc));
-			goto done;
-		}
-		memcpy(copy[i], pkt[i], sizeof(pkt[i]));
-	}
-	for (i = 0; i < 2; i++)
-		if ((rc = proto_open(rx[i], pkt[i], sizeof(pkt[i]), &ptlen)) !=
-		    PROTO_EBADTAG) {
-			why("side %d opening its own packet: got %s", i,
-			    proto_strerror(rc));
-			goto done;
-		}
-	for (i = 0; i < 2; i++)
-		if ((rc = proto_open(rx[1 - i], copy[i], sizeof(copy[i]),
-		    &ptlen)) != 0) {
-			why("side %d's packet at the other side: %s", i,
-			    proto_strerror(rc));
-			goto done;
-		}
-	ok = send_one(tx[0], rx[1]) && send_one(tx[1], rx[0]);
+	ok = open_copy(rx[0], pkt[0], PROTO_EBADTAG,
+	    "side 0 opening its own packet") &&
+	    open_copy(rx[1], pkt[1], PROTO_EBADTAG,
+	    "side 1 opening its own packet") &&
+	    open_copy(rx[1], pkt[0], 0, "side 0's packet at the other side") &&
+	    open_copy(rx[0], pkt[1], 0, "side 1's packet at the other side") &&
+	    send_one(tx[0], rx[1]) && send_one(tx[1], rx[0]);
 done:
 	ciphers_free(tx, rx);
 	pair_free(p);
@@ -2722,16 +2761,13 @@ hs_psk_mismatch(void)
 	randombytes_buf(a, sizeof(a));
 	randombytes_buf(b, sizeof(b));
 	p = pair_new(0, a, b);
-	if (!pair_start(p) || !pair_run(p, 2))
+	if (!pair_upto(p, 3))
 		goto done;
-	if ((rc = pair_write(p)) != 0) {
-		why("message 3: write: %s", proto_strerror(rc));
-		goto done;
-	}
-	if ((rc = pair_read(p)) != PROTO_EBADTAG)
-		why("message 3: got %s, want EBADTAG", proto_strerror(rc));
-	else if (proto_hs_next(p->hs[1]) != PROTO_HS_FAILED || p->plen != 0)
-		why("the responder is not failed, or kept a payload");
+	rc = pair_read(p);
+	if (!hs_failed(p, 1, rc, PROTO_EBADTAG))
+		why_in("message 3");
+	else if (p->plen != 0)
+		why("the responder kept a payload");
 	else
 		ok = 1;
 done:
@@ -2771,114 +2807,133 @@ done:
 }
 
 /*
+ * Return the length of handshake message msgno between fresh peers with
+ * psk on both sides (and empty payloads if empty); 0, with why, if it
+ * cannot be written.
+ */
+static size_t
+hs_msglen(int classic, const uint8_t *psk, int empty, int msgno)
+{
+	struct pair *p = pair_new(classic, psk, psk);
+	size_t len = 0;
+
+	p->empty = empty;
+	if (pair_upto(p, msgno))
+		len = p->msglen;
+	pair_free(p);
+	return (len);
+}
+
+/*
+ * Flip bit i % 8 of byte i of handshake message msgno: the reader must
+ * refuse it, be failed, keep no payload and refuse to split.  Count its
+ * code in codes: [0] EBADTAG, [1] ELOWORDER, [2] any other.
+ */
+static int
+hs_flip(int msgno, const uint8_t *psk, size_t i, size_t codes[3])
+{
+	struct proto_cipher *tx = NULL, *rx = NULL;
+	struct pair *p = pair_new(0, psk, psk);
+	char when[48];
+	int code, reader, ok = 0;
+
+	if (!pair_upto(p, msgno))
+		goto done;
+	if (i >= p->msglen) {
+		why("byte %zu: message %d is %zu bytes", i, msgno, p->msglen);
+		goto done;
+	}
+	p->msg[i] ^= (uint8_t)(1 << (i % 8));
+	reader = 1 - p->writer;
+	if ((code = pair_read(p)) == 0) {
+		why("byte %zu: accepted", i);
+		goto done;
+	}
+	if (proto_hs_next(p->hs[reader]) != PROTO_HS_FAILED || p->plen != 0) {
+		why("byte %zu: the reader is not failed, or kept a payload", i);
+		goto done;
+	}
+	snprintf(when, sizeof(when), "after a flip in byte %zu", i);
+	ok = split_refused(p->hs[reader], &tx, &rx, when);
+	proto_cipher_free(tx);
+	proto_cipher_free(rx);
+	if (ok)
+		codes[code == PROTO_EBADTAG ? 0 :
+		    code == PROTO_ELOWORDER ? 1 : 2]++;
+done:
+	pair_free(p);
+	return (ok);
+}
+
+/*
  * Flip one bit in each byte of handshake message msgno (2 or 3) in turn,
- * a different bit position from byte to byte: the reader must refuse
- * every one, be failed, keep no payload and refuse to split.  Counts the
- * codes: codes[0] EBADTAG, [1] ELOWORDER, [2] any other.
+ * a different bit position from byte to byte, as hs_flip says.  *nbytes
+ * gets the message's length.
  */
 static int
 hs_flips(int msgno, const uint8_t *psk, size_t *nbytes, size_t codes[3])
 {
-	struct proto_cipher *tx, *rx;
-	struct pair *p;
 	size_t i;
-	int rc, code, reader;
+	int ok;
 
 	codes[0] = codes[1] = codes[2] = 0;
-	for (i = 0;; i++) {
-		p = pair_new(0, psk, psk);
-		if (!pair_start(p) || !pair_run(p, msgno - 1))
-			goto fail;
-		if ((rc = pair_write(p)) != 0) {
-			why("write: %s", proto_strerror(rc));
-			goto fail;
-		}
-		if (i == p->msglen)
-			break;
-		p->msg[i] ^= (uint8_t)(1 << (i % 8));
-		reader = 1 - p->writer;
-		if ((code = pair_read(p)) == 0) {
-			why("byte %zu: accepted", i);
-			goto fail;
-		}
-		if (proto_hs_next(p->hs[reader]) != PROTO_HS_FAILED ||
-		    p->plen != 0) {
-			why("byte %zu: the reader is not failed, or kept a "
-			    "payload", i);
-			goto fail;
-		}
-		rc = proto_hs_split(p->hs[reader], &tx, &rx);
-		proto_cipher_free(tx);
-		proto_cipher_free(rx);
-		if (rc != PROTO_ESTATE) {
-			why("byte %zu: split after failure gave %s", i,
-			    proto_strerror(rc));
-			goto fail;
-		}
-		codes[code == PROTO_EBADTAG ? 0 :
-		    code == PROTO_ELOWORDER ? 1 : 2]++;
-		pair_free(p);
-	}
-	*nbytes = i;
-	pair_free(p);
-	return (1);
-
-fail:
-	pair_free(p);
-	return (0);
+	*nbytes = hs_msglen(0, psk, 0, msgno);
+	ok = *nbytes > 0;
+	for (i = 0; ok && i < *nbytes; i++)
+		ok = hs_flip(msgno, psk, i, codes);
+	return (ok);
 }
 
 /*
- * Cut message msgno (empty payloads) to each shorter length in turn: the
- * reader must refuse every one with EBADMSG and be failed.  *full gets
- * the message's whole length.
+ * Give the reader handshake message msgno (empty payloads) cut, or padded
+ * with zeros, to len bytes: it must refuse it with EBADMSG and be failed.
+ */
+static int
+hs_cut(int classic, int msgno, const uint8_t *psk, size_t len)
+{
+	struct pair *p = pair_new(classic, psk, psk);
+	char where[32];
+	int rc, reader, ok = 0;
+
+	p->empty = 1;
+	if (!pair_upto(p, msgno))
+		goto done;
+	if (len > sizeof(p->msg)) {
+		why("%zu bytes do not fit", len);
+		goto done;
+	}
+	if (len > p->msglen)
+		memset(p->msg + p->msglen, 0, len - p->msglen);
+	p->msglen = len;
+	reader = 1 - p->writer;
+	rc = pair_read(p);
+	if (!(ok = hs_failed(p, reader, rc, PROTO_EBADMSG))) {
+		snprintf(where, sizeof(where), "%zu bytes", len);
+		why_in(where);
+	}
+done:
+	pair_free(p);
+	return (ok);
+}
+
+/*
+ * Cut message msgno to each shorter length in turn, as hs_cut says.
+ * *full gets the message's whole length.
  */
 static int
 hs_truncs(int classic, int msgno, const uint8_t *psk, size_t *full)
 {
-	struct pair *p;
-	size_t cut;
-	int rc;
+	size_t len;
+	int ok;
 
-	for (cut = 0;; cut++) {
-		p = pair_new(classic, psk, psk);
-		p->empty = 1;
-		if (!pair_start(p) || !pair_run(p, msgno - 1))
-			goto fail;
-		if ((rc = pair_write(p)) != 0) {
-			why("write: %s", proto_strerror(rc));
-			goto fail;
-		}
-		if (cut == p->msglen)
-			break;
-		p->msglen = cut;
-		if ((rc = pair_read(p)) != PROTO_EBADMSG) {
-			why("cut to %zu bytes: got %s, want EBADMSG", cut,
-			    proto_strerror(rc));
-			goto fail;
-		}
-		if (proto_hs_next(p->hs[1 - p->writer]) != PROTO_HS_FAILED) {
-			why("cut to %zu bytes: the reader is not failed", cut);
-			goto fail;
-		}
-		pair_free(p);
-	}
-	*full = cut;
+	*full = hs_msglen(classic, psk, 1, msgno);
+	ok = *full > 0;
+	for (len = 0; ok && len < *full; len++)
+		ok = hs_cut(classic, msgno, psk, len);
 	/* Classic keys are exactly 32 bytes: one more is no better. */
-	if (classic) {
-		p->msg[p->msglen++] = 0;
-		if ((rc = pair_read(p)) != PROTO_EBADMSG) {
-			why("%zu bytes: got %s, want EBADMSG", p->msglen,
-			    proto_strerror(rc));
-			goto fail;
-		}
-	}
-	pair_free(p);
-	return (1);
-
-fail:
-	pair_free(p);
-	return (0);
+	if (ok && classic)
+		ok = hs_cut(classic, msgno, psk, *full + 1);
+	return (ok);
 }
 
 /* Calls out of turn give ESTATE; so does splitting before the end. */
@@ -2906,15 +2961,10 @@ hs_states(void)
 
 	/* After message 1: neither side can split. */
 	p = pair_new(0, NULL, NULL);
-	if (!pair_start(p) || !pair_run(p, 1))
+	if (!pair_start(p) || !pair_run(p, 1) ||
+	    !split_refused(p->hs[0], &tx, &rx, "before the end") ||
+	    !split_refused(p->hs[1], &tx, &rx, "before the end"))
 		goto done;
-	if ((rc = proto_hs_split(p->hs[0], &tx, &rx)) != PROTO_ESTATE ||
-	    tx != NULL || rx != NULL ||
-	    (rc = proto_hs_split(p->hs[1], &tx, &rx)) != PROTO_ESTATE ||
-	    tx != NULL || rx != NULL) {
-		why("split before the end gave %s", proto_strerror(rc));
-		goto done;
-	}
 	pair_free(p);
 
 	/* Done: one split each; no second one, no more messages. */
@@ -2927,9 +2977,9 @@ hs_states(void)
 	}
 	proto_cipher_free(tx);
 	proto_cipher_free(rx);
-	if ((rc = proto_hs_split(p->hs[0], &tx, &rx)) != PROTO_ESTATE ||
-	    tx != NULL || rx != NULL ||
-	    (rc = proto_hs_write(p->hs[0], (const uint8_t *)"", 0, p->msg,
+	if (!split_refused(p->hs[0], &tx, &rx, "a second time"))
+		goto done;
+	if ((rc = proto_hs_write(p->hs[0], (const uint8_t *)"", 0, p->msg,
 	    &p->msglen)) != PROTO_ESTATE ||
 	    (rc = proto_hs_read(p->hs[1], p->msg, 64, p->payload,
 	    &p->plen)) != PROTO_ESTATE) {
@@ -3285,6 +3335,21 @@ feeder_run(void *arg)
 	return (NULL);
 }
 
+/*
+ * Wait for the feeder thread t; return 1 if it and the reader (whose code
+ * was rc) succeeded and in holds what f sent, else say why and return 0.
+ */
+static int
+feed_done(pthread_t t, const struct feeder *f, int rc, const uint8_t *in)
+{
+
+	pthread_join(t, NULL);
+	if (rc != 0 || f->rc != 0)
+		return (why("read: %s, write: %s", proto_strerror(rc),
+		    proto_strerror(f->rc)));
+	return (same("bytes read", in, f->len, f->buf, f->len));
+}
+
 /* Have a thread write len bytes in chunks while this one reads them. */
 static int
 io_feed(size_t len, size_t chunk)
@@ -3310,12 +3375,7 @@ io_feed(size_t len, size_t chunk)
 		goto done;
 	}
 	rc = proto_read_full(sv[0], in, len, proto_now_ms() + 5000);
-	pthread_join(t, NULL);
-	if (rc != 0 || f.rc != 0)
-		why("read: %s, write: %s", proto_strerror(rc),
-		    proto_strerror(f.rc));
-	else
-		ok = same("bytes read", in, len, out, len);
+	ok = feed_done(t, &f, rc, in);
 	close(sv[0]);
 	close(sv[1]);
 done:
@@ -3381,12 +3441,7 @@ io_interrupted(void)
 		rc = proto_read_full(sv[0], in + off, piece,
 		    proto_now_ms() + 2000);
 	}
-	pthread_join(t, NULL);
-	if (rc != 0 || f.rc != 0)
-		why("read: %s, write: %s", proto_strerror(rc),
-		    proto_strerror(f.rc));
-	else
-		ok = same("bytes read", in, len, out, len);
+	ok = feed_done(t, &f, rc, in);
 closefds:
 	close(sv[0]);
 	close(sv[1]);
@@ -3561,6 +3616,7 @@ struct hsrun {
 	uint8_t peername[PROTO_NAMEMAX];
 	size_t peernamelen;
 	int rc;
+	uint8_t hash[PROTO_KEYBYTES];	/* proto_hs_hash() at the end */
 };
 
 static int
@@ -3588,8 +3644,7 @@ hsrun_main(void *arg)
 
 /* Run both sides; r[0] connects, r[1] listens.  Frees r[i].hs. */
 static int
-sock_handshake(int classic, int refuse0, int refuse1, struct hsrun r[2],
-    uint8_t hash[2][PROTO_KEYBYTES])
+sock_handshake(int classic, int refuse0, int refuse1, struct hsrun r[2])
 {
 	struct proto_hs_params hp;
 	pthread_t t;
@@ -3618,7 +3673,7 @@ sock_handshake(int classic, int refuse0, int refuse1, struct hsrun r[2],
 	hsrun_main(&r[0]);
 	pthread_join(t, NULL);
 	for (i = 0; i < 2; i++)
-		memcpy(hash[i], proto_hs_hash(r[i].hs), PROTO_KEYBYTES);
+		memcpy(r[i].hash, proto_hs_hash(r[i].hs), PROTO_KEYBYTES);
 	ok = 1;
 done:
 	for (i = 0; i < 2; i++) {
@@ -3630,19 +3685,30 @@ done:
 	return (ok);
 }
 
+/* Run a handshake over a socket that both sides must finish. */
+static int
+sock_done(int classic, struct hsrun r[2])
+{
+	int i;
+
+	if (!sock_handshake(classic, 0, 0, r))
+		return (0);
+	for (i = 0; i < 2; i++)
+		if (r[i].rc != 0)
+			return (why("side %d: %s", i, proto_strerror(r[i].rc)));
+	return (1);
+}
+
 /* Noise over a socket: names exchanged, keys shown to verify, same h. */
 static int
 sock_noise(void)
 {
 	struct hsrun r[2];
-	uint8_t hash[2][PROTO_KEYBYTES];
 	int i;
 
-	if (!sock_handshake(0, 0, 0, r, hash))
+	if (!sock_done(0, r))
 		return (0);
 	for (i = 0; i < 2; i++) {
-		if (r[i].rc != 0)
-			return (why("side %d: %s", i, proto_strerror(r[i].rc)));
 		if (!same("peer name", r[i].peername, r[i].peernamelen,
 		    (const uint8_t *)r[1 - i].name, strlen(r[1 - i].name)))
 			return (0);
@@ -3651,7 +3717,7 @@ sock_noise(void)
 			return (why("side %d: verify not shown the peer's key "
 			    "once", i));
 	}
-	return (same("handshake hash", hash[0], 32, hash[1], 32));
+	return (same("handshake hash", r[0].hash, 32, r[1].hash, 32));
 }
 
 /* Classic over a socket: bare keys, no names, the same secret. */
@@ -3659,18 +3725,15 @@ static int
 sock_classic(void)
 {
 	struct hsrun r[2];
-	uint8_t hash[2][PROTO_KEYBYTES];
-	int i;
 
-	if (!sock_handshake(1, 0, 0, r, hash))
+	if (!sock_done(1, r))
 		return (0);
-	for (i = 0; i < 2; i++)
-		if (r[i].rc != 0 || r[i].peernamelen != 0)
-			return (why("side %d: %s, name of %zu bytes", i,
-			    proto_strerror(r[i].rc), r[i].peernamelen));
-	if (sodium_is_zero(hash[0], 32))
+	if (r[0].peernamelen != 0 || r[1].peernamelen != 0)
+		return (why("names of %zu and %zu bytes", r[0].peernamelen,
+		    r[1].peernamelen));
+	if (sodium_is_zero(r[0].hash, 32))
 		return (why("zero secret"));
-	return (same("shared secret", hash[0], 32, hash[1], 32));
+	return (same("shared secret", r[0].hash, 32, r[1].hash, 32));
 }
 
 /*
@@ -3681,9 +3744,8 @@ static int
 sock_refuse(int side)
 {
 	struct hsrun r[2];
-	uint8_t hash[2][PROTO_KEYBYTES];
 
-	if (!sock_handshake(0, side == 0, side == 1, r, hash))
+	if (!sock_handshake(0, side == 0, side == 1, r))
 		return (0);
 	if (r[side].rc != PROTO_EREJECT)
 		return (why("refusing side: got %s, want EREJECT",
@@ -3816,7 +3878,7 @@ main(int argc, char *argv[])
 
 	test_json();
 	test_x25519_rfc(dir);
-	test_x25519_wycheproof(dir);
+	test_wycheproof(dir, &x25519_wycheproof);
 	test_hkdf(dir);
 	test_keytext();
 	test_io();
@@ -3827,7 +3889,7 @@ main(int argc, char *argv[])
 	} else {
 		report(1, "aes256gcm available");
 		test_gcm_spec(dir);
-		test_gcm_wycheproof(dir);
+		test_wycheproof(dir, &gcm_wycheproof);
 		test_noise_file(dir, "noise_aesgcm_sha256.json", "cacophony", 1);
 		test_noise_file(dir, "noise_aesgcm_sha256_snow.json", "snow", 0);
 		test_noise_local(dir);
