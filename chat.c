@@ -673,7 +673,7 @@ seal(struct session *s, uint8_t *pkt, size_t ptlen)
 	int rc, type = s->classic ? 0 : pkt[PROTO_HDRBYTES];
 
 	if ((rc = proto_seal(s->tx, pkt, ptlen)) != 0) {
-		session_fail(s, exit_for(rc), "cannot send: %s",
+		session_fail(s, EXIT_RUNTIME, "cannot send: %s",
 		    proto_strerror(rc));
 		return (-1);
 	}
@@ -693,7 +693,7 @@ transmit(struct session *s, const uint8_t *buf, size_t len)
 	 * refusal): its report, if it makes one, comes first. */
 	err = errno;
 	pthread_mutex_lock(&s->mu);
-	if (s->txcode == 0) {
+	if (s->txcode == 0 && !s->ending) {
 		s->txcode = EXIT_RUNTIME;
 		snprintf(s->txmsg, sizeof(s->txmsg), "send: %s%s",
 		    strerror(err), err == EPIPE || err == ECONNRESET ?
@@ -811,12 +811,12 @@ queue_line(struct sender *sd, const uint8_t *line, size_t len)
 	    flush_out(sd) != 0)
 		return (-1);
 	pkt = sd->out + sd->used;
+	if (sd->used + PROTO_HDRBYTES + len > sd->touched)
+		sd->touched = sd->used + PROTO_HDRBYTES + len;
 	memcpy(pkt + PROTO_HDRBYTES, line, len);
 	if (seal(sd->s, pkt, len) != 0)
 		return (-1);
 	sd->used += PROTO_HDRBYTES + len;
-	if (sd->used > sd->touched)
-		sd->touched = sd->used;
 	return (0);
 }
 
@@ -881,11 +881,13 @@ pump_stream(struct sender *sd)
 		    strerror(errno));
 		return (-1);
 	}
+	/* Every slot readv() reached holds plaintext now. */
+	i = ((size_t)r + PROTO_MAXPLAIN - 2) / (PROTO_MAXPLAIN - 1);
+	if (i * PROTO_MAXPKT > sd->touched)
+		sd->touched = i * PROTO_MAXPKT;
 	for (; r > 0; pkt += PROTO_MAXPKT, r -= (ssize_t)len) {
 		len = (size_t)r < PROTO_MAXPLAIN - 1 ? (size_t)r :
 		    PROTO_MAXPLAIN - 1;
-		if ((size_t)(pkt - sd->out) + PROTO_MAXPKT > sd->touched)
-			sd->touched = (size_t)(pkt - sd->out) + PROTO_MAXPKT;
 		/* REKEY goes out after the packets sealed before it. */
 		if (!s->classic && proto_cipher_rekey_due(s->tx,
 		    proto_now_ms())) {
@@ -1070,7 +1072,7 @@ show_stream(struct session *s, uint8_t *held, size_t *nheld,
 
 struct receiver {
 	struct session *s;
-	uint8_t *buf;		/* INBYTES, and one for classic's newline */
+	uint8_t *buf;		/* INBYTES */
 	size_t have;		/* bytes in buf */
 	size_t pos;		/* start of the first packet not yet opened */
 	size_t touched;		/* how much of buf has ever held data */
@@ -1113,6 +1115,13 @@ flush_in(struct receiver *r)
 		if ((w = writev(STDOUT_FILENO, iov, n)) == -1 &&
 		    errno == EINTR)
 			continue;
+		/* Someone else may have made stdout non-blocking. */
+		if (w == -1 && errno == EAGAIN) {
+			struct pollfd pfd = { STDOUT_FILENO, POLLOUT, 0 };
+
+			if (poll(&pfd, 1, -1) != -1 || errno == EINTR)
+				continue;
+		}
 		if (w == -1) {
 			session_fail(r->s, EXIT_RUNTIME, "write to stdout: %s",
 			    strerror(errno));
@@ -1177,7 +1186,9 @@ fill(struct receiver *r)
 			r->touched = r->have;
 		return (0);
 	}
-	cut = n == 0 || errno == ECONNRESET;
+	/* The connection itself died: reset, timed out, unreachable. */
+	cut = n == 0 || errno == ECONNRESET || errno == ETIMEDOUT ||
+	    errno == EHOSTUNREACH || errno == ENETUNREACH;
 	if (!cut || (s->classic && r->have == r->pos && n != 0))
 		session_fail(s, EXIT_RUNTIME, "receive: %s", strerror(errno));
 	else if (s->classic && r->have == r->pos)
@@ -1326,7 +1337,7 @@ session_wait(struct session *s, int *ended, int *closed)
 		if (until != 0 && proto_now_ms() >= until)
 			break;
 		/* Wake up now and then: a signal handler cannot signal cv. */
-		clock_gettime(CLOCK_REALTIME, &ts);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += 200 * 1000000;
 		if (ts.tv_nsec >= 1000000000) {
 			ts.tv_sec++;
@@ -1343,6 +1354,8 @@ session_wait(struct session *s, int *ended, int *closed)
 
 }
 
+static int session_result(struct session *, int, int, char *, size_t);
+
 /*
  * Run both threads until the session ends; return the exit status, with
  * any failure reported.
@@ -1351,7 +1364,9 @@ static int
 session_run(struct session *s)
 {
 	pthread_t tx, rx;
-	int rc, ended, closed;
+	struct timespec ts;
+	char msg[600];
+	int rc, ended, closed, stuck;
 
 	wake_drain();
 	got_signal = 0;
@@ -1359,46 +1374,76 @@ session_run(struct session *s)
 	if (s->chat && term_start() != 0)
 		s->chat = 0;
 	if ((rc = pthread_create(&rx, NULL, receiver_main, s)) != 0) {
-		warnx0("pthread_create: %s", strerror(rc));
-		catch_signals(0);
 		term_stop();
+		catch_signals(0);
+		warnx0("pthread_create: %s", strerror(rc));
 		return (EXIT_RUNTIME);
 	}
 	if ((rc = pthread_create(&tx, NULL, sender_main, s)) != 0) {
-		warnx0("pthread_create: %s", strerror(rc));
 		(void)shutdown(s->sock, SHUT_RDWR);
 		pthread_join(rx, NULL);
-		catch_signals(0);
 		term_stop();
+		catch_signals(0);
+		warnx0("pthread_create: %s", strerror(rc));
 		return (EXIT_RUNTIME);
 	}
 
 	session_wait(s, &ended, &closed);
 
-	/* Unblock whichever thread is still waiting, then collect both. */
+	/*
+	 * Unblock whichever thread is still waiting, then collect both.  A
+	 * thread stuck on stdin or stdout, which no shutdown reaches, gets
+	 * two seconds; then the process ends without it.
+	 */
 	(void)write(wakefd[1], "x", 1);
 	(void)shutdown(s->sock, SHUT_RDWR);
-	pthread_join(tx, NULL);
-	pthread_join(rx, NULL);
-	catch_signals(0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 2;
+	stuck = pthread_timedjoin_np(tx, NULL, &ts) != 0;
+	stuck = pthread_timedjoin_np(rx, NULL, &ts) != 0 || stuck;
+	rc = session_result(s, ended, closed, msg, sizeof(msg));
+	if (stuck) {
+		/* That thread may hold the terminal's lock: no vsay(). */
+		term_restore();
+		if (msg[0] == '\0')
+			snprintf(msg, sizeof(msg), "standard input or output is "
+			    "blocked; giving up");
+		dprintf(STDERR_FILENO, PROG ": %s\n", msg);
+		_exit(rc != 0 ? rc : EXIT_RUNTIME);
+	}
 	term_stop();
+	catch_signals(0);
+	if (msg[0] != '\0')
+		warnx0("%s", msg);
+	else if (ended)
+		status(0, s->chat ? "Peer left." : "Peer finished sending.");
+	return (rc);
+}
 
+/*
+ * How the session ended: its exit status, and in msg the failure to
+ * report (empty if none).
+ */
+static int
+session_result(struct session *s, int ended, int closed, char *msg,
+    size_t len)
+{
+
+	msg[0] = '\0';
 	if (s->code != 0) {
-		warnx0("%s", s->msg);
+		snprintf(msg, len, "%s", s->msg);
 		return (s->code);
 	}
 	/* Once the peer has left a chat, our own CLOSE may find it gone. */
 	if (s->txcode != 0 && !(s->chat && ended)) {
-		warnx0("%s", s->txmsg);
+		snprintf(msg, len, "%s", s->txmsg);
 		return (s->txcode);
 	}
 	if (got_signal && !(s->chat && closed)) {
-		warnx0("interrupted by signal %d: the session was cut before "
-		    "its end", (int)got_signal);
+		snprintf(msg, len, "interrupted by signal %d: the session was "
+		    "cut before its end", (int)got_signal);
 		return (128 + got_signal);
 	}
-	if (ended)
-		status(0, s->chat ? "Peer left." : "Peer finished sending.");
 	return (EXIT_OK);
 }
 
@@ -2205,12 +2250,17 @@ static int
 serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 {
 	struct session s;
+	pthread_condattr_t ca;
 	uint8_t pkt[PROTO_HDRBYTES + 1];
 	int rc, one = 1;
 
 	memset(&s, 0, sizeof(s));
 	pthread_mutex_init(&s.mu, NULL);
-	pthread_cond_init(&s.cv, NULL);
+	/* The main thread's waits must not stretch if the clock is set. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s.cv, &ca);
+	pthread_condattr_destroy(&ca);
 	s.sock = fd;
 	s.classic = o->classic;
 	s.chat = isatty(STDIN_FILENO);

@@ -164,10 +164,25 @@ proto_read_full(int fd, void *buf, size_t len, int64_t deadline)
 	return (0);
 }
 
+/* Wait until fd can take more; 0, or -1 with errno set. */
+static int
+wait_writable(int fd)
+{
+	struct pollfd pfd;
+
+	pfd.fd = fd;
+	pfd.events = POLLOUT;
+	while (poll(&pfd, 1, -1) == -1)
+		if (errno != EINTR)
+			return (-1);
+	return (0);
+}
+
 /*
  * proto_write_full(fd, buf, len):
- * Write all len bytes of buf to fd, retrying after EINTR and short writes.
- * Return 0 or PROTO_EERRNO.
+ * Write all len bytes of buf to fd, retrying after EINTR and short writes,
+ * and waiting if fd turns out to be non-blocking.  Return 0 or
+ * PROTO_EERRNO.
  */
 int
 proto_write_full(int fd, const void *buf, size_t len)
@@ -178,6 +193,9 @@ proto_write_full(int fd, const void *buf, size_t len)
 	while (len > 0) {
 		r = write(fd, p, len);
 		if (r == -1 && errno == EINTR)
+			continue;
+		/* Someone else may have made fd non-blocking: wait instead. */
+		if (r == -1 && errno == EAGAIN && wait_writable(fd) == 0)
 			continue;
 		if (r == -1)
 			return (PROTO_EERRNO);

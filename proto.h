@@ -101,8 +101,9 @@ int proto_read_full(int fd, void *buf, size_t len, int64_t deadline);
 
 /*
  * proto_write_full(fd, buf, len):
- * Write all len bytes of buf to fd, retrying after EINTR and short writes.
- * Return 0 or PROTO_EERRNO.
+ * Write all len bytes of buf to fd, retrying after EINTR and short writes,
+ * and waiting if fd turns out to be non-blocking.  Return 0 or
+ * PROTO_EERRNO.
  */
 int proto_write_full(int fd, const void *buf, size_t len);
 

@@ -6,6 +6,8 @@
   under 4 MiB) from the first second to the last byte.
 - Many sequential sessions on one -k listener: it ends with the same file
   descriptors and (within a page or two) the same memory as it started.
+- SIGTERM ends a pipe-mode session promptly even while its threads are
+  blocked on the socket or on a stdout nobody reads.
 
 BOUNDS_GIB (default 1) and BOUNDS_SESSIONS (default 200) size the last two;
 'make bounds' runs them at 10 GiB and 1,000 sessions.  Figures go to
@@ -13,6 +15,7 @@ stdout as lines starting with "figure:"."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -244,10 +247,56 @@ def many_sessions():
     home_c.cleanup()
 
 
+def signals_when_blocked():
+    """SIGTERM ends a pipe-mode session even while a thread is blocked:
+    the connector in a socket write, the listener in a write to a stdout
+    nobody reads.  Both report the signal (128+15), each within seconds."""
+    home_l, home_c = Home(), Home()
+    r, w = os.pipe()            # the listener's stdout; never read
+    lp = subprocess.Popen([BIN, "-l", "127.0.0.1:0"], env=home_l.env,
+                          stdin=subprocess.DEVNULL, stdout=w,
+                          stderr=subprocess.PIPE)
+    os.close(w)
+    port = None
+    line = lp.stderr.readline().decode()
+    m = LISTENING.search(line)
+    if m:
+        port = int(m.group(2))
+    feeder = subprocess.Popen(["head", "-c", str(64 << 20), "/dev/zero"],
+                              stdout=subprocess.PIPE)
+    cp = Proc(["-c", "127.0.0.1:%d" % port], home_c, stdin=feeder.stdout)
+    feeder.stdout.close()
+    time.sleep(1.5)             # both buffers fill up; everyone blocks
+    results = []
+    for who, proc, pid in (("connector", cp, cp.p.pid),
+                           ("listener", lp, lp.pid)):
+        os.kill(pid, signal.SIGTERM)
+        started = time.monotonic()
+        try:
+            rc = proc.wait(10) if who == "connector" else lp.wait(10)
+        except subprocess.TimeoutExpired:
+            lp.kill()
+            rc = lp.wait()
+        took = time.monotonic() - started
+        err = proc.err() if who == "connector" else \
+            lp.stderr.read().decode()
+        errs = [ln for ln in err.splitlines() if ln.startswith("x25519chat:")]
+        check("SIGTERM ends a blocked %s: 143 within 5 s, one error line "
+              "naming the signal" % who,
+              rc == 143 and took < 5 and len(errs) == 1 and
+              "signal 15" in errs[0],
+              "exit %s after %.1f s, errors %r" % (rc, took, errs))
+    feeder.wait()
+    os.close(r)
+    home_l.cleanup()
+    home_c.cleanup()
+
+
 def main():
     valgrind_session()
     flat_memory()
     many_sessions()
+    signals_when_blocked()
     finish()
 
 
