@@ -209,16 +209,8 @@ warnx0(const char *fmt, ...)
 	va_end(ap);
 }
 
-static int
-usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsay(STDERR_FILENO, PROG ": ", fmt, ap);
-	va_end(ap);
-	return (EXIT_USAGE);
-}
+/* A usage error: its one line, and the exit status to return. */
+#define usage_error(...)	(warnx0(__VA_ARGS__), EXIT_USAGE)
 
 /* Exit status for a PROTO_E* code met after the handshake. */
 static int
@@ -1478,7 +1470,7 @@ parse_hostport(const char *arg, int listening, char *hbuf, size_t hlen,
 		port = end + 2;
 	} else if ((colon = strrchr(arg, ':')) != NULL) {
 		if (memchr(arg, ':', (size_t)(colon - arg)) != NULL) {
-			usage_error("%s: put IPv6 addresses in brackets, "
+			warnx0("%s: put IPv6 addresses in brackets, "
 			    "as [::1]:PORT", arg);
 			return (-1);
 		}
@@ -1505,11 +1497,11 @@ parse_hostport(const char *arg, int listening, char *hbuf, size_t hlen,
 	return (0);
 
 badport:
-	usage_error("%s: port must be a number from %d to 65535", arg,
+	warnx0("%s: port must be a number from %d to 65535", arg,
 	    listening ? 0 : 1);
 	return (-1);
 bad:
-	usage_error("%s: expected %s", arg, listening ? "[HOST:]PORT" :
+	warnx0("%s: expected %s", arg, listening ? "[HOST:]PORT" :
 	    "HOST:PORT");
 	return (-1);
 }

@@ -769,18 +769,27 @@ def psk_mismatch(role, chat_psk, peer_psk):
         rig.cleanup()
 
 
-@test("--peer as connector")
-def peer_pin_connector(right):
-    what = "--peer %s key, x25519chat as connector" % (
-        "right" if right else "wrong")
+@test("--peer")
+def peer_pin(role, right):
+    """x25519chat in role pins our key (right) or another (wrong).  As
+    connector it must refuse after message 2, before sending message 3;
+    as listener, after message 3, before sending any packet."""
+    what = "--peer %s key, x25519chat as %s" % (
+        "right" if right else "wrong", role)
     ours = keypair()
     pin = ours.public.data if right else keypair().public.data
-    rig = chat_rig("connector", peer=pin)
+    rig = chat_rig(role, peer=pin)
     try:
         hs = rig.peer_handshake(static=ours)
         if right:
             _, why = small_session(rig, hs)
             check(what + ": session goes through, exit 0", not why, why)
+            return
+        if role == "listener":
+            rig.link.handshake(hs)
+            rig.link.send(DATA, b"must not be shown")
+            refused_without_data(rig, what + ": exit 3, no packet sent to "
+                                 "us", err_has="--peer")
             return
         link = rig.link
         hs.read(link.recv_frame())
@@ -791,27 +800,6 @@ def peer_pin_connector(right):
         if got or not eof:
             why += "; after message 2 we got %s (EOF %s)" % (short(got), eof)
         check(what + ": exit 3, and message 3 never sent", not why, why)
-    finally:
-        rig.cleanup()
-
-
-@test("--peer as listener")
-def peer_pin_listener(right):
-    what = "--peer %s key, x25519chat as listener" % (
-        "right" if right else "wrong")
-    ours = keypair()
-    pin = ours.public.data if right else keypair().public.data
-    rig = chat_rig("listener", peer=pin)
-    try:
-        hs = rig.peer_handshake(static=ours)
-        if right:
-            _, why = small_session(rig, hs)
-            check(what + ": session goes through, exit 0", not why, why)
-            return
-        rig.link.handshake(hs)
-        rig.link.send(DATA, b"must not be shown")
-        refused_without_data(rig, what + ": exit 3, no packet sent to us",
-                             err_has="--peer")
     finally:
         rig.cleanup()
 
@@ -1572,8 +1560,8 @@ def main():
     for role in ("listener", "connector"):
         names(role)
     for right in (True, False):
-        peer_pin_connector(right)
-        peer_pin_listener(right)
+        peer_pin("connector", right)
+        peer_pin("listener", right)
     known_peers()
     listener_refuses()
 
