@@ -697,18 +697,23 @@ transmit(struct session *s, const uint8_t *buf, size_t len)
 	return (-1);
 }
 
+/* Default protocol: 1 GiB or 120 s have passed since the last key. */
+static int
+rekey_due(const struct session *s)
+{
+
+	return (!s->classic && proto_cipher_rekey_due(s->tx, proto_now_ms()));
+}
+
 /*
- * Default protocol: once 1 GiB or 120 s have passed since the last key,
- * send REKEY and move to the next key.  Packets sealed earlier must have
+ * Send REKEY and move to the next key.  Packets sealed earlier must have
  * been written first.
  */
 static int
-rekey_if_due(struct session *s)
+rekey(struct session *s)
 {
 	uint8_t pkt[PROTO_HDRBYTES + 1];
 
-	if (s->classic || !proto_cipher_rekey_due(s->tx, proto_now_ms()))
-		return (0);
 	pkt[PROTO_HDRBYTES] = PROTO_REKEY;
 	if (seal(s, pkt, 1) != 0 || transmit(s, pkt, sizeof(pkt)) != 0)
 		return (-1);
@@ -725,7 +730,7 @@ static int
 send_typed(struct session *s, uint8_t *pkt, uint8_t type, size_t bodylen)
 {
 
-	if (rekey_if_due(s) != 0)
+	if (rekey_due(s) && rekey(s) != 0)
 		return (-1);
 	pkt[PROTO_HDRBYTES] = type;
 	if (seal(s, pkt, 1 + bodylen) != 0)
@@ -881,10 +886,9 @@ pump_stream(struct sender *sd)
 		len = (size_t)r < PROTO_MAXPLAIN - 1 ? (size_t)r :
 		    PROTO_MAXPLAIN - 1;
 		/* REKEY goes out after the packets sealed before it. */
-		if (!s->classic && proto_cipher_rekey_due(s->tx,
-		    proto_now_ms())) {
+		if (rekey_due(s)) {
 			if (transmit(s, from, (size_t)(end - from)) != 0 ||
-			    rekey_if_due(s) != 0)
+			    rekey(s) != 0)
 				return (-1);
 			from = pkt;
 		}

@@ -124,6 +124,16 @@ STARTED = set()                     # Procs not yet released
 _started_lock = threading.Lock()
 
 
+def tear_down(procs, mitm, homes):
+    """End a case: its processes, its man in the middle, its homes."""
+    for p in procs.values():
+        release(p)
+    if mitm is not None:
+        mitm.close()
+    for h in homes.values():
+        h.cleanup()
+
+
 def track(proc):
     with _started_lock:
         STARTED.add(proc)
@@ -665,12 +675,7 @@ class Case:
                 t.join(2)
             return self.judge(m, procs)
         finally:
-            for p in procs.values():
-                release(p)
-            if m is not None:
-                m.close()
-            for h in homes.values():
-                h.cleanup()
+            tear_down(procs, m, homes)
 
     def feed(self, m, proc, side):
         """Write side's chunks, each once the previous one has crossed
@@ -1395,12 +1400,7 @@ def active_case(what, largs=(), cargs=(), psk=False, known=False,
                     procs["L"].err()[-300:], procs["C"].err()[-300:]))
             return why
         finally:
-            for p in procs.values():
-                release(p)
-            if mitm is not None:
-                mitm.close()
-            for h in homes.values():
-                h.cleanup()
+            tear_down(procs, mitm, homes)
     return Task("active man in the middle with its own key: " + what, run)
 
 
