@@ -71,7 +71,11 @@ fuzz: san-deps
 BENCH_PKGS = socat ncat spiped openssl iproute2
 bench: all
 	@sh test/deps.sh $(BENCH_PKGS) python3-cryptography
+	@$(MAKE) --no-print-directory bench/aead
 	/usr/bin/python3 bench/bench.py
+
+bench/aead: bench/aead.o
+	$(CC) $(LDFLAGS) -o $@ bench/aead.o $(LDLIBS)
 
 # The unit tests under valgrind (a whole session runs under it in check).
 check-valgrind: check-deps
@@ -88,10 +92,11 @@ install: all
 	$(INSTALL) -m 644 man/$(PROG).1 $(DESTDIR)$(MANDIR)/man1/$(PROG).1
 
 clean:
-	rm -f $(PROG) $(TESTS) *.o *.d test/*.o test/*.d
+	rm -f $(PROG) $(TESTS) bench/aead *.o *.d test/*.o test/*.d bench/*.o \
+	    bench/*.d
 	rm -rf fuzz/build
 
 .PHONY: all check check-asan check-tsan check-valgrind bounds bench fuzz \
 	build-deps check-deps san-deps install clean
 
--include $(OBJS:.o=.d) test/unit.d
+-include $(OBJS:.o=.d) test/unit.d bench/aead.d
