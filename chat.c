@@ -119,7 +119,8 @@ struct keys {
 struct session {
 	int sock;
 	int classic;
-	int chat;		/* stdin is a terminal */
+	int chat;		/* stdin and stdout are terminals */
+	int typed;		/* stdin is a terminal (chat or not) */
 	int initiator;
 	int verbose;
 	struct proto_cipher *tx;	/* owned by the sender thread */
@@ -1143,7 +1144,8 @@ deliver(struct receiver *r, const uint8_t *data, size_t len)
 		term_show(s->label, data, len);
 	else if (s->chat)
 		show_stream(s, r->held, &r->nheld, data, len, 0);
-	else {
+	else if (len > 0) {
+		/* Even an empty write fails on a stdout closed at start. */
 		if (r->niov == (int)(sizeof(r->iov) / sizeof(r->iov[0])) &&
 		    flush_in(r) != 0)
 			return (-1);
@@ -1316,8 +1318,12 @@ session_wait(struct session *s, int *ended, int *closed)
 		/* Ctrl-D in classic chat mode leaves, as the original. */
 		if (s->classic && s->chat && s->tx_done)
 			break;
-		/* In chat mode the peer leaving ends the session. */
-		if (s->rx_done && s->chat && !s->stop) {
+		/*
+		 * When a person types our side, the peer leaving ends the
+		 * session, chat or not: nobody is left to press Ctrl-D after a
+		 * download into a file.
+		 */
+		if (s->rx_done && s->typed && !s->stop) {
 			s->stop = 1;
 			(void)write(wakefd[1], "x", 1);
 		}
@@ -1430,8 +1436,8 @@ session_result(struct session *s, int ended, int closed, char *msg,
 		snprintf(msg, len, "%s", s->msg);
 		return (s->code);
 	}
-	/* Once the peer has left a chat, our own CLOSE may find it gone. */
-	if (s->txcode != 0 && !(s->chat && ended)) {
+	/* Once the peer has left, our own CLOSE may find it gone. */
+	if (s->txcode != 0 && !(s->typed && ended)) {
 		snprintf(msg, len, "%s", s->txmsg);
 		return (s->txcode);
 	}
@@ -2259,7 +2265,9 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 	pthread_condattr_destroy(&ca);
 	s.sock = fd;
 	s.classic = o->classic;
-	s.chat = isatty(STDIN_FILENO);
+	/* A chat needs a screen too: "-l PORT > file" at a shell is a pipe. */
+	s.typed = isatty(STDIN_FILENO);
+	s.chat = s.typed && isatty(STDOUT_FILENO);
 	s.initiator = o->connect != NULL;
 	s.verbose = verbosity;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -2680,10 +2688,16 @@ std_fds(void)
 {
 	int fd;
 
-	while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd <= 2)
-		(void)fcntl(fd, F_SETFD, 0);
-	if (fd > 2)
-		close(fd);
+	for (fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		/* open() takes the lowest free number: this one.  A closed
+		 * stdout stays unwritable, so that what the peer sends fails
+		 * loudly instead of vanishing. */
+		if (open("/dev/null", fd == STDOUT_FILENO ? O_RDONLY :
+		    O_RDWR) != fd)
+			_exit(EXIT_RUNTIME);
+	}
 }
 
 /* No core dumps: they would hold keys. */

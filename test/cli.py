@@ -12,6 +12,7 @@ time limit and killed by its own pid.  Output: one line "PASS: what" or
 
 import base64
 import os
+import pty
 import re
 import shutil
 import socket
@@ -806,6 +807,75 @@ def test_names_and_codes():
               and a != first, "first %r, then %r / %r" % (first, a, b))
 
 
+# 5. Terminals and closed descriptors.
+
+def test_terminal_stdin():
+    """stdin a terminal, stdout not: a pipe, not a chat ("-l PORT > file"
+    typed at a shell); it ends when the peer is done, no Ctrl-D needed."""
+    h_l, h_c = new_home(), new_home()
+    master, slave = pty.openpty()
+    try:
+        lp, port = listen(h_l, stdin=slave)
+        track(lp)
+        data = os.urandom(300000)
+        cp = track(Proc(["-c", "127.0.0.1:%d" % port], h_c,
+                        stdin=feed(data)))
+        cp.wait(left(15))
+        lp.wait(left(15))
+        bad = judge(lp, "listener", 0, data) + judge(cp, "connector", 0, b"")
+        check("'-l PORT > file' at a terminal: the file gets the bytes "
+              "exactly, no prompt, and it exits 0 when the peer is done",
+              port is not None and not bad, "; ".join(bad))
+
+        # Typed lines go out as typed, and the peer's end ends it.
+        lp, port = listen(h_l, stdin=slave)
+        track(lp)
+        os.write(master, b"typed at the terminal\n")
+        cp = track(Proc(["-c", "127.0.0.1:%d" % port], h_c,
+                        stdin=subprocess.PIPE))
+        deadline = time.monotonic() + left(10)
+        while cp.out() == b"" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cp.p.stdin.close()
+        cp.wait(left(15))
+        lp.wait(left(15))
+        bad = (judge(lp, "listener", 0, b"") +
+               judge(cp, "connector", 0, b"typed at the terminal\n"))
+        check("stdin a terminal, stdout a file: typed lines reach the peer "
+              "as bytes, and the peer's end ends the session", not bad,
+              "; ".join(bad))
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def closed_stdout(args, home, stdin):
+    """x25519chat args started with its stdout closed."""
+    return track(Proc(args, home, stdin=stdin, preexec=lambda: os.close(1)))
+
+
+def test_closed_stdout():
+    """What the peer sends must not vanish into a closed stdout."""
+    h_l, h_c = new_home(), new_home()
+    lp, port = listen(h_l)
+    track(lp)
+    cp = closed_stdout(["-c", "127.0.0.1:%d" % port], h_c, feed(b""))
+    cp.wait(left(15))
+    lp.wait(left(15))
+    bad = judge(cp, "connector", 0) + judge(lp, "listener", 0, b"")
+    check("stdout closed and nothing arrives: exit 0", port is not None and
+          not bad, "; ".join(bad))
+
+    lp, port = listen(h_l, stdin=feed(LDATA))
+    track(lp)
+    cp = closed_stdout(["-c", "127.0.0.1:%d" % port], h_c, feed(b""))
+    cp.wait(left(15))
+    lp.wait(left(15))
+    bad = judge(cp, "connector", 1, None, ["stdout", "Bad file descriptor"])
+    check("stdout closed and data arrives: exit 1, 'write to stdout: Bad "
+          "file descriptor'", port is not None and not bad, "; ".join(bad))
+
+
 def main():
     try:
         test_help_version()
@@ -821,6 +891,8 @@ def main():
         test_allow()
         test_psk()
         test_names_and_codes()
+        test_terminal_stdin()
+        test_closed_stdout()
     finally:
         for p in procs:
             p.kill()

@@ -51,12 +51,14 @@ class Proc:
     """x25519chat (or any command) with stdout and stderr in files, so
     that large outputs never block it."""
 
-    def __init__(self, args, home, stdin=subprocess.DEVNULL, cmd=None):
+    def __init__(self, args, home, stdin=subprocess.DEVNULL, cmd=None,
+                 preexec=None):
         self.outf = tempfile.TemporaryFile()
         self.errf = tempfile.TemporaryFile()
         argv = (cmd or [BIN]) + list(args)
         self.p = subprocess.Popen(argv, stdin=stdin, stdout=self.outf,
-                                  stderr=self.errf, env=home.env)
+                                  stderr=self.errf, env=home.env,
+                                  preexec_fn=preexec)
         self.rc = None
 
     def wait(self, timeout=10):
