@@ -130,6 +130,7 @@ struct session {
 	pthread_mutex_t mu;	/* guards everything below */
 	pthread_cond_t cv;
 	int tx_done, rx_done;
+	int we_left;		/* our direction ended before the peer's */
 	int stop;		/* main asks the sender to finish */
 	int ending;		/* main is closing the socket: not a failure */
 	int code;		/* first failure's exit status, or 0 */
@@ -500,9 +501,12 @@ term_input(const uint8_t *in, size_t n, int *esc,
 		else if (in[i] == 0x04 && term.len == 0)	/* Ctrl-D */
 			rc = 1;
 		else if (in[i] == '\r' || in[i] == '\n') {
-			/* The typed line stays on screen, as in a shell; the
-			 * text stays in term.line, which only we write. */
-			term_redraw();
+			/* The typed line stays on screen whole, as in a
+			 * shell (the terminal wraps it); the text stays in
+			 * term.line, which only we write. */
+			(void)proto_write_full(STDOUT_FILENO, "\r\033[K> ", 6);
+			(void)proto_write_full(STDOUT_FILENO, term.line,
+			    term.len);
 			len = term.len;
 			term.len = 0;
 			(void)proto_write_full(STDOUT_FILENO, "\n> ", 3);
@@ -598,6 +602,8 @@ session_done(struct session *s, int *flag)
 
 	pthread_mutex_lock(&s->mu);
 	*flag = 1;
+	if (flag == &s->tx_done && !s->rx_done)
+		s->we_left = 1;
 	pthread_cond_signal(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 }
@@ -1418,7 +1424,8 @@ session_run(struct session *s)
 	if (msg[0] != '\0')
 		warnx0("%s", msg);
 	else if (ended)
-		status(0, s->chat ? "Peer left." : "Peer finished sending.");
+		status(0, !s->chat ? "Peer finished sending." : s->we_left ?
+		    "Left the chat." : "Peer left.");
 	return (rc);
 }
 
@@ -1742,8 +1749,9 @@ read_keyfile(const char *path, int stdin_ok, char *buf, size_t len)
 		}
 		if ((st.st_mode & 077) != 0) {
 			warnx0("%s: permissions %04o are too open: others can "
-			    "read this key (run: chmod 600 %s)", path,
-			    (unsigned)(st.st_mode & 07777), path);
+			    "%s this key (run: chmod 600 %s)", path,
+			    (unsigned)(st.st_mode & 07777),
+			    (st.st_mode & 044) != 0 ? "read" : "change", path);
 			goto fail;
 		}
 	}
@@ -2024,16 +2032,22 @@ known_line(void *arg, char *line, unsigned lineno)
 static int
 known_add(const char *path, const char *hostport, const uint8_t *key)
 {
-	char b64[PROTO_B64LEN + 1], line[400];
+	char b64[PROTO_B64LEN + 1], line[400], last = '\n';
+	struct stat st;
 	int fd, n, err;
 
 	if (make_parents(path) != 0)
 		return (-1);
-	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+	if ((fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW |
 	    O_CLOEXEC, 0600)) == -1)
 		return (-1);
+	/* A file edited by hand may lack its last newline. */
+	if (fstat(fd, &st) == 0 && st.st_size > 0 &&
+	    pread(fd, &last, 1, st.st_size - 1) != 1)
+		last = '\n';
 	proto_key_encode(b64, key);
-	n = snprintf(line, sizeof(line), "%s %s\n", hostport, b64);
+	n = snprintf(line, sizeof(line), "%s%s %s\n", last == '\n' ? "" :
+	    "\n", hostport, b64);
 	if (proto_write_full(fd, line, (size_t)n) != 0) {
 		err = errno;
 		close(fd);

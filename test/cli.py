@@ -38,6 +38,7 @@ CODE = re.compile(r"^Session code: ([0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4})\b",
 STATUS = ("Server listening on ", "Client ", "Connected to ",
           "Created a new identity in ", "First contact with ", "Peer key: ",
           "Session code: ", "Peer finished sending.", "Peer left.",
+          "Left the chat.",
           "Wrote a new private key to ", "Shared secret (hex) -> ")
 
 # Every wait is cut short near this point, so the whole file stays bounded.
@@ -525,13 +526,16 @@ def test_key_file_checks():
     ident, _ = key_file(h, "ident")
     priv = new_priv()
 
-    for mode in (0o640, 0o644, 0o604):
+    for mode in (0o640, 0o644, 0o604, 0o620, 0o602):
         f = write_file(h.path("open%o" % mode), priv + "\n", mode)
+        # Say what the others can do with it.
+        can = "read" if mode & 0o044 else "change"
         for what, args in (("-i", ["-i", f] + conn),
                            ("--pubkey", ["--pubkey", f]),
                            ("--psk", ["-i", ident, "--psk", f] + conn)):
-            fails_with("%s refuses a key file with mode %04o" % (what, mode),
-                       args, 1, [f, "permissions"], home=h)
+            fails_with("%s refuses a key file with mode %04o: others can %s"
+                       % (what, mode, can), args, 1,
+                       [f, "permissions", "others can %s" % can], home=h)
 
     good = pub_of(priv) + "\n"
     f = write_file(h.path("nonl"), priv)
@@ -635,6 +639,22 @@ def test_known_peers():
               "the line", cp is not None and not bad, "; ".join(bad))
         check("that refusal left the file unchanged", read(kp) == before,
               "file %r" % read(kp))
+
+    # A file edited by hand may lack its last newline: the new entry
+    # must still get a line of its own.
+    nonl = h_c.path("nonl")
+    write_file(nonl, "10.0.0.1:22 %s" % fake)
+    lp, cp = pair(h_l, h_c, ["-i", lkey], ["--known-peers", nonl])
+    check_pair("--known-peers FILE without a last newline: first contact "
+               "works", lp, cp)
+    if cp is not None:
+        want = "10.0.0.1:22 %s\n127.0.0.1:%d %s\n" % (fake, lp.port, lpub)
+        check("the entry goes on a line of its own after a last line "
+              "without newline", text_of(nonl) == want,
+              "file %r, expected %r" % (text_of(nonl), want))
+        lp, cp = pair(h_l, h_c, ["-i", lkey], ["--known-peers", nonl],
+                      laddr="127.0.0.1:%d" % lp.port)
+        check_pair("that file still works for the next contact", lp, cp)
 
     write_file(kp, lines + "this is not a line\n")
     # The file is read before connecting: the listener never hears of it.
