@@ -161,7 +161,7 @@ static int wakefd[2] = { -1, -1 };
 
 static int verbosity;
 
-static void term_redraw(void);
+static void term_redraw(int);
 static int known_add(const char *, const char *, const uint8_t *);
 
 static void
@@ -181,7 +181,7 @@ vsay(int fd, const char *prefix, const char *fmt, va_list ap)
 		(void)proto_write_full(STDOUT_FILENO, "\r\033[K", 4);
 	(void)proto_write_full(fd, buf, (size_t)n);
 	if (term.raw)
-		term_redraw();
+		term_redraw(0);
 	pthread_mutex_unlock(&term.mu);
 	/* With -vv the line may hold a key. */
 	sodium_memzero(buf, sizeof(buf));
@@ -390,13 +390,16 @@ cp_width(uint32_t c)
 	return (w < 0 ? 1 : w);
 }
 
-/* Redraw the prompt line, showing the tail of long lines.  Locked. */
+/*
+ * Redraw the prompt line: whole (the terminal wraps it), or for a line
+ * being typed only the tail that fits.  Locked.
+ */
 static void
-term_redraw(void)
+term_redraw(int whole)
 {
 	struct winsize ws;
 	int cols = 80, used = 0, w;
-	size_t start = term.len, n;
+	size_t start = whole ? 0 : term.len, n;
 	uint32_t c;
 
 	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 8)
@@ -435,7 +438,7 @@ term_show(const char *label, const uint8_t *text, size_t len)
 	pthread_mutex_lock(&term.mu);
 	(void)proto_write_full(STDOUT_FILENO, "\r\033[K", 4);
 	(void)proto_write_full(STDOUT_FILENO, out, n);
-	term_redraw();
+	term_redraw(0);
 	pthread_mutex_unlock(&term.mu);
 	sodium_memzero(out, n);
 	free(out);
@@ -504,9 +507,7 @@ term_input(const uint8_t *in, size_t n, int *esc,
 			/* The typed line stays on screen whole, as in a
 			 * shell (the terminal wraps it); the text stays in
 			 * term.line, which only we write. */
-			(void)proto_write_full(STDOUT_FILENO, "\r\033[K> ", 6);
-			(void)proto_write_full(STDOUT_FILENO, term.line,
-			    term.len);
+			term_redraw(1);
 			len = term.len;
 			term.len = 0;
 			(void)proto_write_full(STDOUT_FILENO, "\n> ", 3);
@@ -520,7 +521,7 @@ term_input(const uint8_t *in, size_t n, int *esc,
 			term_edit(in[i]);
 	}
 	if (rc == 0)
-		term_redraw();
+		term_redraw(0);
 	pthread_mutex_unlock(&term.mu);
 	return (rc);
 }
