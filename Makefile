@@ -17,8 +17,8 @@ override CPPFLAGS += -D_GNU_SOURCE \
 override LDFLAGS += -pthread
 override LDLIBS += $(shell $(PKG_CONFIG) --libs libsodium 2>/dev/null || echo -lsodium)
 
-OBJS = chat.o proto.o sodium_shim.o
-LIBOBJS = proto.o sodium_shim.o
+OBJS = chat.o proto.o handshake.o sodium_shim.o
+LIBOBJS = proto.o handshake.o sodium_shim.o
 TESTS = test/unit
 
 # Debian/Ubuntu packages: what the build needs, and what the tests need.
