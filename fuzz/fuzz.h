@@ -38,13 +38,25 @@
 /*
  * Every target that needs choices takes them from the first byte of its
  * input, and the rest of the input is its subject: open_packet reads
- * FUZZ_CLASSIC; hs_msg1, hs_msg2 and hs_msg3 read FUZZ_PSK; handshake_fd
- * reads all four, classic_hs only FUZZ_CONNECT.
+ * FUZZ_CLASSIC, FUZZ_CHACHA, FUZZ_CONNECT and the FUZZ_ENDS_* bits;
+ * hs_msg1, hs_msg2 and hs_msg3 read FUZZ_PSK and FUZZ_CHACHA;
+ * handshake_fd reads the first five, classic_hs only FUZZ_CONNECT;
+ * hello1 and hello2 read the FUZZ_HELLO_* bits.
  */
 #define FUZZ_PSK	0x01	/* an XXpsk3 handshake */
 #define FUZZ_CONNECT	0x02	/* the harness is the connector (initiator) */
 #define FUZZ_CLASSIC	0x04	/* the classic protocol */
 #define FUZZ_REFUSE	0x08	/* the verify callback refuses every key */
+#define FUZZ_CHACHA	0x10	/* ChaChaPoly rather than AESGCM */
+/* open_packet: where the session's packet order stands. */
+#define FUZZ_ENDS_SENT_CLOSE	0x20
+#define FUZZ_ENDS_GOT_CLOSE	0x40
+#define FUZZ_ENDS_GOT_ANY	0x80
+/* hello1 and hello2: the harness's suites (the low two bits, as the
+ * suites byte has them), whether it has a PSK, and whether it is busy. */
+#define FUZZ_HELLO_SUITES	0x03
+#define FUZZ_HELLO_PSK		0x04
+#define FUZZ_HELLO_BUSY		0x08
 
 /*
  * fuzz_key(out, which):
@@ -62,8 +74,8 @@ fuzz_key(uint8_t out[PROTO_KEYBYTES], int which)
 
 /*
  * fuzz_init(void):
- * Start libsodium; a target that cannot run AES-256-GCM would fuzz
- * nothing, so stop loudly instead.
+ * Start libsodium; a target that cannot run AES-256-GCM would fuzz only
+ * half of what it should, so stop loudly instead.
  */
 static inline void
 fuzz_init(void)
@@ -90,15 +102,48 @@ LLVMFuzzerInitialize(int *argc, char ***argv)				\
 }
 
 /*
- * fuzz_hs(initiator, classic, psk):
+ * fuzz_suites(suite):
+ * The suites both ends offer in the hellos of the fuzz targets: both for
+ * AESGCM, which is then chosen; ChaChaPoly alone for ChaChaPoly.
+ */
+static inline int
+fuzz_suites(int suite)
+{
+
+	return (suite == PROTO_CHACHAPOLY ? PROTO_OFFER_CHACHAPOLY :
+	    PROTO_OFFER_AESGCM | PROTO_OFFER_CHACHAPOLY);
+}
+
+/*
+ * fuzz_hello(h, suite, psk):
+ * The hello of two ends that offer fuzz_suites(suite): what goes into the
+ * prologue of the handshake after it.
+ */
+static inline void
+fuzz_hello(struct proto_hello *h, int suite, int psk)
+{
+	struct proto_hello offer;
+
+	if (proto_hello_offer(&offer, fuzz_suites(suite), psk ?
+	    PROTO_MODE_PSK : PROTO_MODE_XX) != 0 ||
+	    proto_hello_answer(h, offer.f1, offer.f1len, fuzz_suites(suite),
+	    psk, 0) != 0 || h->choice != suite) {
+		fprintf(stderr, "fuzz: the hello failed\n");
+		abort();
+	}
+}
+
+/*
+ * fuzz_hs_as(initiator, suite, psk, h):
  * Start a handshake with the fixed keys of that role, as the program
- * would but for the fixed ephemeral key.  Abort if that fails: it is not
- * the input's doing.
+ * would after the hello h (NULL in classic), but for the fixed ephemeral
+ * key.  Abort if that fails: it is not the input's doing.
  */
 static inline struct proto_hs *
-fuzz_hs(int initiator, int classic, int psk)
+fuzz_hs_as(int initiator, int suite, int psk, const struct proto_hello *h)
 {
 	uint8_t s[PROTO_KEYBYTES], e[PROTO_KEYBYTES], k[PROTO_KEYBYTES];
+	uint8_t prologue[PROTO_PROLOGUEMAX];
 	struct proto_hs_params p;
 	struct proto_hs *hs;
 
@@ -107,15 +152,38 @@ fuzz_hs(int initiator, int classic, int psk)
 	fuzz_key(k, FUZZ_KEY_PSK);
 	memset(&p, 0, sizeof(p));
 	p.initiator = initiator;
-	p.classic = classic;
+	p.suite = suite;
 	p.s = s;
 	p.psk = psk ? k : NULL;
 	p.e = e;
+	if (h != NULL) {
+		p.prologuelen = proto_hello_prologue(h, prologue);
+		p.prologue = prologue;
+	}
 	if ((hs = proto_hs_new(&p)) == NULL) {
 		perror("fuzz: proto_hs_new");
 		abort();
 	}
 	return (hs);
+}
+
+/*
+ * fuzz_hs(initiator, flags):
+ * fuzz_hs_as() for the handshake the flag byte picks: classic, or Noise
+ * in the suite of FUZZ_CHACHA, with a PSK for FUZZ_PSK, after the hello
+ * that agreed on it.
+ */
+static inline struct proto_hs *
+fuzz_hs(int initiator, int flags)
+{
+	struct proto_hello h;
+	int suite = flags & FUZZ_CHACHA ? PROTO_CHACHAPOLY : PROTO_AESGCM;
+	int psk = (flags & FUZZ_PSK) != 0;
+
+	if (flags & FUZZ_CLASSIC)
+		return (fuzz_hs_as(initiator, PROTO_CLASSIC, 0, NULL));
+	fuzz_hello(&h, suite, psk);
+	return (fuzz_hs_as(initiator, suite, psk, &h));
 }
 
 /*

@@ -1,14 +1,17 @@
 /*
- * Fuzz target handshake_fd: what the program calls, proto_handshake(), on
- * one end of a socketpair, with the fixed keys.  The input's first byte
- * picks the role (FUZZ_CONNECT: the harness connects, else it listens),
- * the protocol (FUZZ_CLASSIC), a PSK (FUZZ_PSK) and whether the
- * verify callback refuses every key (FUZZ_REFUSE; otherwise it accepts the
- * fixed peer's key only, as --peer does).  The rest of the input is what
- * the peer sends: it is written to the other end, which is then shut for
- * writing, so the handshake meets the end of the stream instead of
- * waiting.  classic_hs.c builds this file again with the classic protocol
- * forced.
+ * Fuzz target handshake_fd: what the program calls on one end of a
+ * socketpair, with the fixed keys: proto_hello_connect() or
+ * proto_hello_accept(), then proto_handshake() in the suite and with the
+ * prologue the hello gave; in classic, proto_handshake() alone.  The
+ * input's first byte picks the role (FUZZ_CONNECT: the harness connects,
+ * else it listens), the protocol (FUZZ_CLASSIC), a PSK (FUZZ_PSK), the
+ * suites offered (FUZZ_CHACHA: ChaChaPoly alone, else both) and whether
+ * the verify callback refuses every key (FUZZ_REFUSE; otherwise it
+ * accepts the fixed peer's key only, as --peer does).  The rest of the
+ * input is what the peer sends: it is written to the other end, which is
+ * then shut for writing, so the handshake meets the end of the stream
+ * instead of waiting.  classic_hs.c builds this file again with the
+ * classic protocol forced.
  */
 
 #include <signal.h>
@@ -56,21 +59,48 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return (0);
 }
 
+/*
+ * The hello, as the program runs it: return its result, with the hello in
+ * *h; hold it to its contract.
+ */
+static int
+hello(int fd, int initiator, int psk, int chacha, int64_t deadline,
+    struct proto_hello *h)
+{
+	int suites = fuzz_suites(chacha ? PROTO_CHACHAPOLY : PROTO_AESGCM);
+	int rc;
+
+	if (initiator) {
+		fuzz_check(proto_hello_offer(h, suites, psk ? PROTO_MODE_PSK :
+		    PROTO_MODE_XX) == 0, "the offer failed");
+		rc = proto_hello_connect(fd, h, deadline);
+	} else
+		rc = proto_hello_accept(fd, h, suites, psk, 0, deadline);
+	if (rc == 0)
+		fuzz_check(h->choice == PROTO_AESGCM ?
+		    (suites & PROTO_OFFER_AESGCM) != 0 :
+		    h->choice == PROTO_CHACHAPOLY, "a suite we cannot run");
+	return (rc);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t peername[PROTO_NAMEMAX];
 	struct proto_cipher *tx, *rx;
-	struct proto_hs *hs;
+	struct proto_hs *hs = NULL;
+	struct proto_hello h;
 	const char *name;
-	size_t peernamelen;
-	int sv[2], initiator, classic, refuse, rc;
+	size_t peernamelen = 0;
+	int sv[2], initiator, classic, refuse, psk, rc = 0;
+	int64_t deadline;
 
 	if (size < 1 || size - 1 > PEER_MAX)
 		return (0);
 	initiator = (data[0] & FUZZ_CONNECT) != 0;
 	classic = FUZZ_ONLY_CLASSIC || (data[0] & FUZZ_CLASSIC) != 0;
 	refuse = (data[0] & FUZZ_REFUSE) != 0;
+	psk = !classic && (data[0] & FUZZ_PSK) != 0;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
 	    proto_write_full(sv[1], data + 1, size - 1) != 0 ||
@@ -78,13 +108,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		perror("fuzz: socketpair");
 		abort();
 	}
-	hs = fuzz_hs(initiator, classic, data[0] & FUZZ_PSK);
-	name = initiator ? FUZZ_NAME_INIT : FUZZ_NAME_RESP;
 	/* The stream has ended, so nothing should wait; the deadline only
 	 * bounds a handshake that would, with room for a slow machine. */
+	deadline = proto_now_ms() + 3000;
+	if (classic)
+		hs = fuzz_hs_as(initiator, PROTO_CLASSIC, 0, NULL);
+	else if ((rc = hello(sv[0], initiator, psk,
+	    (data[0] & FUZZ_CHACHA) != 0, deadline, &h)) == 0)
+		hs = fuzz_hs_as(initiator, h.choice, psk, &h);
+	fuzz_check(hs != NULL || rc != PROTO_ETIMEOUT,
+	    "the hello waited on a stream that had ended");
+	if (hs == NULL)
+		goto out;
+	name = initiator ? FUZZ_NAME_INIT : FUZZ_NAME_RESP;
 	rc = proto_handshake(sv[0], hs, (const uint8_t *)name, strlen(name),
-	    peername, &peernamelen, proto_now_ms() + 3000,
-	    classic ? NULL : verify,
+	    peername, &peernamelen, deadline, classic ? NULL : verify,
 	    refuse ? NULL : initiator ? want_resp : want_init);
 
 	fuzz_check(peernamelen <= PROTO_NAMEMAX, "peer name too long");
@@ -100,6 +138,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		proto_cipher_free(rx);
 	}
 	proto_hs_free(hs);
+out:
 	close(sv[0]);
 	close(sv[1]);
 	return (0);

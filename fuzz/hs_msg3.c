@@ -4,29 +4,39 @@
  * FUZZ_NAME_RESP), then reads the input, after its first byte, as message
  * 3 ("-> s, se", payload the connector's name; "-> s, se, psk" with a PSK)
  * through proto_hs_read().  The first byte's FUZZ_PSK makes it an
- * XXpsk3 handshake.  When the message is accepted, the handshake is
- * split, as the program would.
+ * XXpsk3 handshake, and FUZZ_CHACHA picks ChaChaPoly.  When the message
+ * is accepted, the handshake is split, as the program would.
  */
 
 #include "fuzz.h"
 
-/* The connector's message 1, without and with the PSK. */
-static uint8_t msg1[2][PROTO_MAXHSMSG];
-static size_t msg1len[2];
+/* The connector's message 1 for each pair of FUZZ_PSK and FUZZ_CHACHA. */
+static uint8_t msg1[4][PROTO_MAXHSMSG];
+static size_t msg1len[4];
+
+/* The index of msg1 for the flags. */
+static int
+which(int flags)
+{
+
+	return ((flags & FUZZ_PSK ? 1 : 0) + (flags & FUZZ_CHACHA ? 2 : 0));
+}
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct proto_hs *hs;
-	int psk;
+	int i;
 
 	(void)argc;
 	(void)argv;
 	fuzz_init();
-	for (psk = 0; psk < 2; psk++) {
-		hs = fuzz_hs(1, 0, psk);
-		fuzz_check(proto_hs_write(hs, NULL, 0, msg1[psk],
-		    &msg1len[psk]) == 0, "message 1 could not be written");
+	/* i is which() of these flags. */
+	for (i = 0; i < 4; i++) {
+		hs = fuzz_hs(1, (i & 1 ? FUZZ_PSK : 0) |
+		    (i & 2 ? FUZZ_CHACHA : 0));
+		fuzz_check(proto_hs_write(hs, NULL, 0, msg1[i],
+		    &msg1len[i]) == 0, "message 1 could not be written");
 		proto_hs_free(hs);
 	}
 	return (0);
@@ -38,13 +48,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static uint8_t msg2[PROTO_MAXHSMSG];
 	struct proto_hs *hs;
 	size_t len;
-	int psk;
+	int w;
 
 	if (size < 1)
 		return (0);
-	psk = (data[0] & FUZZ_PSK) != 0;
-	hs = fuzz_hs(0, 0, psk);
-	fuzz_check(fuzz_hs_read(hs, msg1[psk], msg1len[psk]) == 0,
+	w = which(data[0]);
+	hs = fuzz_hs(0, data[0] & (FUZZ_PSK | FUZZ_CHACHA));
+	fuzz_check(fuzz_hs_read(hs, msg1[w], msg1len[w]) == 0,
 	    "the real message 1 was refused");
 	fuzz_check(proto_hs_write(hs, (const uint8_t *)FUZZ_NAME_RESP,
 	    strlen(FUZZ_NAME_RESP), msg2, &len) == 0,

@@ -180,17 +180,18 @@ hs_read(struct proto_hs *hs, const struct buf *msg)
 }
 
 /*
- * One Noise handshake between the fixed connector and listener, in memory:
- * message 1 with payload p1, 2 with p2, 3 with p3.
+ * One Noise handshake between the fixed connector and listener after the
+ * hello of the flags (FUZZ_PSK, FUZZ_CHACHA), in memory: message 1 with
+ * payload p1, 2 with p2, 3 with p3.
  */
 static void
-noise(int psk, const char *p1, const char *p2, const char *p3,
+noise(int flags, const char *p1, const char *p2, const char *p3,
     struct buf m[3])
 {
 	struct proto_hs *init, *resp;
 
-	init = fuzz_hs(1, 0, psk);
-	resp = fuzz_hs(0, 0, psk);
+	init = fuzz_hs(1, flags);
+	resp = fuzz_hs(0, flags);
 	hs_write(init, p1, &m[0]);
 	hs_read(resp, &m[0]);
 	hs_write(resp, p2, &m[1]);
@@ -201,65 +202,123 @@ noise(int psk, const char *p1, const char *p2, const char *p3,
 	proto_hs_free(resp);
 }
 
+/* The hello frames of the flags, as struct bufs. */
+static void
+hello_frames(int flags, struct buf *f1, struct buf *f2)
+{
+	struct proto_hello h;
+
+	fuzz_hello(&h, flags & FUZZ_CHACHA ? PROTO_CHACHAPOLY : PROTO_AESGCM,
+	    (flags & FUZZ_PSK) != 0);
+	f1->len = f2->len = 0;
+	put(f1, h.f1, h.f1len);
+	put(f2, h.f2, h.f2len);
+}
+
 static void
 seeds_hs(void)
 {
-	static const char *pskname[2] = { "nopsk", "psk" };
-	struct buf m[3], in;
+	static const char *kind[4] = { "nopsk", "psk", "chacha-nopsk",
+	    "chacha-psk" };
+	struct buf m[3], in, f1, f2;
 	char name[64];
 	uint8_t f;
-	int psk;
+	int i;
 
-	for (psk = 0; psk < 2; psk++) {
-		f = psk ? FUZZ_PSK : 0;
+	for (i = 0; i < 4; i++) {
+		f = (i & 1 ? FUZZ_PSK : 0) | (i & 2 ? FUZZ_CHACHA : 0);
+		hello_frames(f, &f1, &f2);
 		/* The messages as the program sends them, names included. */
-		noise(psk, NULL, FUZZ_NAME_RESP, FUZZ_NAME_INIT, m);
-		snprintf(name, sizeof(name), "%s", pskname[psk]);
+		noise(f, NULL, FUZZ_NAME_RESP, FUZZ_NAME_INIT, m);
+		snprintf(name, sizeof(name), "%s", kind[i]);
 		save_flagged("hs_msg1", name, f, &m[0]);
-		snprintf(name, sizeof(name), "%s-name", pskname[psk]);
+		snprintf(name, sizeof(name), "%s-name", kind[i]);
 		save_flagged("hs_msg2", name, f, &m[1]);
 		save_flagged("hs_msg3", name, f, &m[2]);
 
-		/* handshake_fd: the listener reads 1 and 3, the connector
-		 * reads 2; with verify accepting and refusing. */
+		/* handshake_fd: the listener reads frame 1, messages 1 and
+		 * 3, the connector frame 2 and message 2; with verify
+		 * accepting and refusing. */
 		in.len = 0;
+		put_framed(&in, &f1);
 		put_framed(&in, &m[0]);
 		put_framed(&in, &m[2]);
-		snprintf(name, sizeof(name), "listen-%s", pskname[psk]);
+		snprintf(name, sizeof(name), "listen-%s", kind[i]);
 		save_flagged("handshake_fd", name, f, &in);
-		snprintf(name, sizeof(name), "listen-%s-refuse", pskname[psk]);
+		snprintf(name, sizeof(name), "listen-%s-refuse", kind[i]);
 		save_flagged("handshake_fd", name, f | FUZZ_REFUSE, &in);
 		in.len = 0;
+		put_framed(&in, &f2);
 		put_framed(&in, &m[1]);
-		snprintf(name, sizeof(name), "connect-%s", pskname[psk]);
+		snprintf(name, sizeof(name), "connect-%s", kind[i]);
 		save_flagged("handshake_fd", name, f | FUZZ_CONNECT, &in);
-		snprintf(name, sizeof(name), "connect-%s-refuse",
-		    pskname[psk]);
+		snprintf(name, sizeof(name), "connect-%s-refuse", kind[i]);
 		save_flagged("handshake_fd", name,
 		    f | FUZZ_CONNECT | FUZZ_REFUSE, &in);
 
 		/* Without names. */
-		noise(psk, NULL, NULL, NULL, m);
-		snprintf(name, sizeof(name), "%s-noname", pskname[psk]);
+		noise(f, NULL, NULL, NULL, m);
+		snprintf(name, sizeof(name), "%s-noname", kind[i]);
 		save_flagged("hs_msg2", name, f, &m[1]);
-		noise(psk, NULL, FUZZ_NAME_RESP, NULL, m);
+		noise(f, NULL, FUZZ_NAME_RESP, NULL, m);
 		save_flagged("hs_msg3", name, f, &m[2]);
 		in.len = 0;
+		put_framed(&in, &f1);
 		put_framed(&in, &m[0]);
 		put_framed(&in, &m[2]);
-		snprintf(name, sizeof(name), "listen-%s-noname", pskname[psk]);
+		snprintf(name, sizeof(name), "listen-%s-noname", kind[i]);
 		save_flagged("handshake_fd", name, f, &in);
 		in.len = 0;
+		put_framed(&in, &f1);
 		put_framed(&in, &m[0]);
-		snprintf(name, sizeof(name), "listen-%s-cut", pskname[psk]);
+		snprintf(name, sizeof(name), "listen-%s-cut", kind[i]);
 		save_flagged("handshake_fd", name, f, &in);
 
 		/* Message 1 with a payload: proto_hs_read() takes it, and
 		 * proto_handshake() refuses it. */
-		noise(psk, "hello", FUZZ_NAME_RESP, FUZZ_NAME_INIT, m);
-		snprintf(name, sizeof(name), "%s-payload", pskname[psk]);
+		noise(f, "hello", FUZZ_NAME_RESP, FUZZ_NAME_INIT, m);
+		snprintf(name, sizeof(name), "%s-payload", kind[i]);
 		save_flagged("hs_msg1", name, f, &m[0]);
 	}
+}
+
+/* Save flag byte | a hello frame body of len bytes. */
+static void
+save_hello(const char *target, const char *name, uint8_t flags,
+    const uint8_t *body, size_t len)
+{
+	struct buf b = { .len = 0 };
+
+	put(&b, body, len);
+	save_flagged(target, name, flags, &b);
+}
+
+static void
+seeds_hello(void)
+{
+	static const uint8_t xx[3] = { 2, 3, 0 }, psk[3] = { 2, 3, 1 };
+	static const uint8_t chacha[3] = { 2, 2, 0 }, v1[3] = { 1, 3, 0 };
+	static const uint8_t code[3] = { 2, 3, 2 }, xx4[4] = { 2, 3, 0, 0 };
+	static const uint8_t aes[1] = { 1 }, cc[1] = { 2 }, busy[2] = { 0, 5 };
+	static const uint8_t badreason[2] = { 0, 10 };
+
+	/* Frame 1 at a listener with both suites, then with ChaChaPoly
+	 * alone, with a PSK, busy. */
+	save_hello("hello1", "xx", 3, xx, 3);
+	save_hello("hello1", "xx-chacha-listener", 2, xx, 3);
+	save_hello("hello1", "chacha-only", 3, chacha, 3);
+	save_hello("hello1", "psk", 3 | FUZZ_HELLO_PSK, psk, 3);
+	save_hello("hello1", "needs-psk", 3 | FUZZ_HELLO_PSK, xx, 3);
+	save_hello("hello1", "busy", 3 | FUZZ_HELLO_BUSY, xx, 3);
+	save_hello("hello1", "version-1", 3, v1, 3);
+	save_hello("hello1", "mode-code", 3, code, 3);
+	save_hello("hello1", "too-long", 3, xx4, 4);
+	/* Frame 2 at a connector that offered both, or ChaChaPoly alone. */
+	save_hello("hello2", "aesgcm", 3, aes, 1);
+	save_hello("hello2", "chacha", 3, cc, 1);
+	save_hello("hello2", "aesgcm-not-offered", 2, aes, 1);
+	save_hello("hello2", "busy", 3, busy, 2);
+	save_hello("hello2", "bad-reason", 3, badreason, 2);
 }
 
 static void
@@ -270,8 +329,8 @@ seeds_classic(void)
 	int i;
 
 	/* The listener writes its key first. */
-	init = fuzz_hs(1, 1, 0);
-	resp = fuzz_hs(0, 1, 0);
+	init = fuzz_hs(1, FUZZ_CLASSIC);
+	resp = fuzz_hs(0, FUZZ_CLASSIC);
 	hs_write(resp, NULL, &m[0]);
 	hs_read(init, &m[0]);
 	hs_write(init, NULL, &m[1]);
@@ -297,18 +356,21 @@ seeds_classic(void)
 	save_flagged("classic_hs", "connect-zero-key", FUZZ_CONNECT, &in);
 }
 
-/* Seal body (type byte first, unless classic) as the n-th packet. */
+/*
+ * Seal body (type byte first, unless classic) as the n-th packet of suite;
+ * the seed's first byte is flags and what picks the suite.
+ */
 static void
-packet(int classic, const char *body, size_t bodylen, int type, int n,
-    struct buf *out)
+packet(int suite, uint8_t flags, const char *body, size_t bodylen, int type,
+    int n, struct buf *out)
 {
 	uint8_t key[PROTO_KEYBYTES], pkt[PROTO_HDRBYTES + 256];
 	struct proto_cipher *c;
 	size_t ptlen = 0;
-	int i;
+	int i, classic = suite == PROTO_CLASSIC;
 
 	fuzz_key(key, FUZZ_KEY_TRANSPORT);
-	if ((c = proto_cipher_new(key, classic)) == NULL)
+	if ((c = proto_cipher_new(key, suite)) == NULL)
 		die("proto_cipher_new");
 	for (i = 0; i <= n; i++) {
 		ptlen = 0;
@@ -323,32 +385,65 @@ packet(int classic, const char *body, size_t bodylen, int type, int n,
 	}
 	proto_cipher_free(c);
 	out->len = 0;
-	put_byte(out, classic ? FUZZ_CLASSIC : 0);
+	put_byte(out, flags | (classic ? FUZZ_CLASSIC :
+	    suite == PROTO_CHACHAPOLY ? FUZZ_CHACHA : 0));
 	put(out, pkt, PROTO_HDRBYTES + ptlen);
 }
 
 static void
 seeds_packets(void)
 {
+	static const char *pre[2] = { "", "chacha-" };
+	static const int suites[2] = { PROTO_AESGCM, PROTO_CHACHAPOLY };
+	static const struct {
+		const char *name;
+		int type;
+		const char *body;
+		uint8_t flags;
+	} kinds[] = {
+		{ "data", PROTO_DATA, "hello\n", FUZZ_ENDS_GOT_ANY },
+		{ "data-empty", PROTO_DATA, "", 0 },
+		{ "first-data-empty", PROTO_DATA, "", FUZZ_CONNECT },
+		{ "first-data", PROTO_DATA, "hi", FUZZ_CONNECT },
+		{ "data-after-close", PROTO_DATA, "x", FUZZ_ENDS_GOT_CLOSE },
+		{ "close", PROTO_CLOSE, "", FUZZ_ENDS_GOT_ANY },
+		{ "close-again", PROTO_CLOSE, "", FUZZ_ENDS_GOT_CLOSE },
+		{ "close-body", PROTO_CLOSE, "x", 0 },
+		{ "rekey", PROTO_REKEY, "", 0 },
+		{ "ack", PROTO_ACK, "", FUZZ_ENDS_SENT_CLOSE },
+		{ "ack-early", PROTO_ACK, "", 0 },
+		{ "error", PROTO_ERROR, "write to stdout: No space left",
+		    FUZZ_CONNECT },
+		{ "error-empty", PROTO_ERROR, "", 0 },
+		{ "ping", PROTO_PING, "", FUZZ_ENDS_GOT_CLOSE },
+		{ "type-6", 6, "", 0 },
+	};
 	struct buf b;
+	char name[64];
+	size_t i;
+	int j;
 
-	packet(0, "hello\n", 6, PROTO_DATA, 0, &b);
-	save("open_packet", "data", &b);
-	/* One bit of the tag flipped. */
-	b.b[1 + PROTO_LENBYTES + PROTO_NONCEBYTES] ^= 0x01;
-	save("open_packet", "data-bad-tag", &b);
-	packet(0, "", 0, PROTO_DATA, 0, &b);
-	save("open_packet", "data-empty", &b);
-	packet(0, "", 0, PROTO_CLOSE, 0, &b);
-	save("open_packet", "close", &b);
-	packet(0, "", 0, PROTO_REKEY, 0, &b);
-	save("open_packet", "rekey", &b);
-	/* Authentic, but the second packet of the stream. */
-	packet(0, "hello\n", 6, PROTO_DATA, 1, &b);
-	save("open_packet", "data-nonce-1", &b);
-	packet(1, "hello", 5, 0, 0, &b);
+	for (j = 0; j < 2; j++) {
+		for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+			packet(suites[j], kinds[i].flags, kinds[i].body,
+			    strlen(kinds[i].body), kinds[i].type, 0, &b);
+			snprintf(name, sizeof(name), "%s%s", pre[j],
+			    kinds[i].name);
+			save("open_packet", name, &b);
+		}
+		packet(suites[j], 0, "hello\n", 6, PROTO_DATA, 0, &b);
+		/* One bit of the tag flipped. */
+		b.b[1 + PROTO_LENBYTES + PROTO_NONCEBYTES] ^= 0x01;
+		snprintf(name, sizeof(name), "%sdata-bad-tag", pre[j]);
+		save("open_packet", name, &b);
+		/* Authentic, but the second packet of the stream. */
+		packet(suites[j], 0, "hello\n", 6, PROTO_DATA, 1, &b);
+		snprintf(name, sizeof(name), "%sdata-nonce-1", pre[j]);
+		save("open_packet", name, &b);
+	}
+	packet(PROTO_CLASSIC, 0, "hello", 5, 0, 0, &b);
 	save("open_packet", "classic-line", &b);
-	packet(1, "", 0, 0, 0, &b);
+	packet(PROTO_CLASSIC, 0, "", 0, 0, 0, &b);
 	save("open_packet", "classic-empty", &b);
 }
 
@@ -434,6 +529,7 @@ main(int argc, char **argv)
 		die("randombytes_set_implementation");
 	fuzz_init();
 	seeds_hs();
+	seeds_hello();
 	seeds_classic();
 	seeds_packets();
 	seeds_text();

@@ -13,8 +13,8 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-ALL="open_packet hs_msg1 hs_msg2 hs_msg3 handshake_fd classic_hs keyfile \
-keylists hostport"
+ALL="open_packet hs_msg1 hs_msg2 hs_msg3 hello1 hello2 handshake_fd classic_hs \
+keyfile keylists hostport"
 CC=${FUZZ_CC:-clang}
 SECS=${FUZZ_SECONDS:-60}
 B=fuzz/build
@@ -38,7 +38,7 @@ esac
 if [ "$#" -eq 1 ] && [ "$1" = "--seeds" ]; then
 	mkdir -p "$B" || exit 1
 	$CC -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-	    $FLAGS -o "$B/mkseeds" fuzz/mkseeds.c proto.c sodium_shim.c \
+	    $FLAGS -o "$B/mkseeds" fuzz/mkseeds.c proto.c handshake.c sodium_shim.c \
 	    $LIBS || exit 1
 	rm -rf fuzz/corpus && "$B/mkseeds" fuzz/corpus || exit 1
 	echo "fuzz/corpus rewritten: $(find fuzz/corpus -type f | wc -l) files"
@@ -83,7 +83,7 @@ build_why() {
 # The code under test, built once with the targets' flags.
 mkdir -p "$B" || exit 1
 objs_ok=1
-for src in proto sodium_shim; do
+for src in proto handshake sodium_shim; do
 	if ! $CC $SAN $FLAGS -c -o "$B/$src.o" "$src.c" \
 	    >"$B/$src.build.log" 2>&1 && [ "$objs_ok" -eq 1 ]; then
 		objs_ok=0
@@ -99,7 +99,7 @@ for t in $targets; do
 		continue
 	fi
 	if ! $CC $SAN $FLAGS -o "$B/$t.bin" "fuzz/$t.c" "$B/proto.o" \
-	    "$B/sodium_shim.o" $LIBS >"$d/build.log" 2>&1; then
+	    "$B/handshake.o" "$B/sodium_shim.o" $LIBS >"$d/build.log" 2>&1; then
 		fail "$t" "$(build_why "$d/build.log")"
 		continue
 	fi
