@@ -368,6 +368,7 @@ struct proto_hs *
 proto_hs_new(const struct proto_hs_params *p)
 {
 	struct proto_hs *hs;
+	const uint8_t *prologue;
 	char name[64];
 
 	if (!proto_suite_usable(p->suite))
@@ -409,9 +410,9 @@ proto_hs_new(const struct proto_hs_params *p)
 	memcpy(hs->ck, hs->h, sizeof(hs->h));
 	trace(hs, "h", hs->h, sizeof(hs->h));
 	trace(hs, "ck", hs->ck, sizeof(hs->ck));
-	trace(hs, "prologue", p->prologue, p->prologuelen);
-	mix_hash(hs, p->prologuelen > 0 ? p->prologue : (const uint8_t *)"",
-	    p->prologuelen);
+	prologue = p->prologuelen > 0 ? p->prologue : (const uint8_t *)"";
+	trace(hs, "prologue", prologue, p->prologuelen);
+	mix_hash(hs, prologue, p->prologuelen);
 	trace_pub(hs, "s.public", hs->spub);
 	if (hs->has_psk)
 		trace(hs, "psk", hs->psk, sizeof(hs->psk));
@@ -737,7 +738,7 @@ proto_hs_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 			rc = PROTO_EBADMSG;
 		else {
 			memcpy(hs->re, msg, PROTO_KEYBYTES);
-			trace(hs, "re", hs->re, sizeof(hs->re));
+			trace_pub(hs, "re", hs->re);
 			/* The listener reads second: both keys are known. */
 			rc = hs->initiator ? 0 : classic_derive(hs);
 		}

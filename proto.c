@@ -204,8 +204,8 @@ proto_write_full(int fd, const void *buf, size_t len)
 
 /*
  * proto_frame_write(fd, body, len):
- * Write one frame, "u32 big-endian len | body", to fd.  Return 0 or
- * PROTO_EERRNO.
+ * Write one frame, "u32 big-endian len | body", to fd.  Return 0,
+ * PROTO_EBADLEN if len does not fit in 32 bits, or PROTO_EERRNO.
  */
 int
 proto_frame_write(int fd, const uint8_t *body, size_t len)
@@ -215,6 +215,8 @@ proto_frame_write(int fd, const uint8_t *body, size_t len)
 	ssize_t r;
 	int i = 0;
 
+	if (len > UINT32_MAX)
+		return (PROTO_EBADLEN);
 	store32_be(prefix, (uint32_t)len);
 	iov[0].iov_base = prefix;
 	iov[0].iov_len = sizeof(prefix);
@@ -340,11 +342,22 @@ aead_open(int suite, const uint8_t *key, const crypto_aead_aes256gcm_state *st,
 	return (0);
 }
 
+/* A Noise suite this CPU can run: the only ones proto_aead_* take. */
+static int
+noise_suite(int suite)
+{
+
+	return ((suite == PROTO_AESGCM || suite == PROTO_CHACHAPOLY) &&
+	    proto_suite_usable(suite));
+}
+
 /*
  * proto_aead_encrypt(suite, key, n, ad, adlen, in, len, out):
  * Noise's ENCRYPT(k, n, ad, plaintext) in suite (PROTO_AESGCM or
  * PROTO_CHACHAPOLY): write the len-byte ciphertext of in, then the 16-byte
- * tag, to out.  Return 0, or PROTO_ECRYPTO with out wiped.
+ * tag, to out.  Return 0; PROTO_ESTATE for another suite, or AESGCM
+ * without hardware AES, with nothing written; or PROTO_ECRYPTO with out
+ * wiped.
  */
 int
 proto_aead_encrypt(int suite, const uint8_t key[PROTO_KEYBYTES], uint64_t n,
@@ -353,6 +366,8 @@ proto_aead_encrypt(int suite, const uint8_t key[PROTO_KEYBYTES], uint64_t n,
 {
 	uint8_t nonce[PROTO_NONCEBYTES];
 
+	if (!noise_suite(suite))
+		return (PROTO_ESTATE);
 	noise_nonce(nonce, suite, n);
 	return (aead_seal(suite, key, NULL, nonce, ad, adlen, in, len, out,
 	    out + len));
@@ -362,7 +377,8 @@ proto_aead_encrypt(int suite, const uint8_t key[PROTO_KEYBYTES], uint64_t n,
  * proto_aead_decrypt(suite, key, n, ad, adlen, in, len, out):
  * Noise's DECRYPT(k, n, ad, ciphertext): in is len >= 16 bytes, the
  * ciphertext and its tag; write the len - 16 bytes of plaintext to out.
- * Return 0; PROTO_EBADMSG if len < 16; or PROTO_EBADTAG with out wiped.
+ * Return 0; PROTO_ESTATE as proto_aead_encrypt() does; PROTO_EBADMSG if
+ * len < 16; or PROTO_EBADTAG with out wiped.
  */
 int
 proto_aead_decrypt(int suite, const uint8_t key[PROTO_KEYBYTES], uint64_t n,
@@ -371,6 +387,8 @@ proto_aead_decrypt(int suite, const uint8_t key[PROTO_KEYBYTES], uint64_t n,
 {
 	uint8_t nonce[PROTO_NONCEBYTES];
 
+	if (!noise_suite(suite))
+		return (PROTO_ESTATE);
 	if (len < PROTO_TAGBYTES)
 		return (PROTO_EBADMSG);
 	noise_nonce(nonce, suite, n);
@@ -581,8 +599,8 @@ proto_suite_usable(int suite)
 /*
  * proto_cipher_new(key, suite):
  * Return a cipher state for one direction keyed with key, or NULL with
- * errno set (EINVAL for an unknown suite, or AESGCM on a CPU without
- * hardware AES).  suite is PROTO_AESGCM or PROTO_CHACHAPOLY, whose nonces
+ * errno set (EINVAL for an unknown suite, ENOTSUP for an AES one on a CPU
+ * without hardware AES).  suite is PROTO_AESGCM or PROTO_CHACHAPOLY, whose nonces
  * count 0, 1, 2, ... and whose receiver accepts only the next one; or
  * PROTO_CLASSIC, whose packets carry random nonces and where nothing is
  * checked but the tag.
@@ -804,7 +822,7 @@ proto_ends_recv(struct proto_ends *e, int type, size_t bodylen,
 
 	*why = NULL;
 	if (proto_body_check(type, bodylen) != 0) {
-		*why = type > PROTO_PING ? "unknown packet type" :
+		*why = type < 0 || type > PROTO_PING ? "unknown packet type" :
 		    type == PROTO_ERROR ? "ERROR with an empty or too long "
 		    "reason" : "a body on a packet that takes none";
 		return (PROTO_EBADTYPE);

@@ -154,8 +154,8 @@ int proto_write_full(int fd, const void *buf, size_t len);
 
 /*
  * proto_frame_write(fd, body, len):
- * Write one frame, "u32 big-endian len | body", to fd.  Return 0 or
- * PROTO_EERRNO.
+ * Write one frame, "u32 big-endian len | body", to fd.  Return 0,
+ * PROTO_EBADLEN if len does not fit in 32 bits, or PROTO_EERRNO.
  */
 int proto_frame_write(int fd, const uint8_t *body, size_t len);
 
@@ -175,7 +175,9 @@ int proto_frame_read(int fd, uint8_t *body, size_t max, size_t *len,
  * proto_aead_encrypt(suite, key, n, ad, adlen, in, len, out):
  * Noise's ENCRYPT(k, n, ad, plaintext) in suite (PROTO_AESGCM or
  * PROTO_CHACHAPOLY): write the len-byte ciphertext of in, then the 16-byte
- * tag, to out.  Return 0, or PROTO_ECRYPTO with out wiped.
+ * tag, to out.  Return 0; PROTO_ESTATE for another suite, or AESGCM
+ * without hardware AES, with nothing written; or PROTO_ECRYPTO with out
+ * wiped.
  */
 int proto_aead_encrypt(int suite, const uint8_t key[PROTO_KEYBYTES],
     uint64_t n, const uint8_t *ad, size_t adlen, const uint8_t *in,
@@ -185,7 +187,8 @@ int proto_aead_encrypt(int suite, const uint8_t key[PROTO_KEYBYTES],
  * proto_aead_decrypt(suite, key, n, ad, adlen, in, len, out):
  * Noise's DECRYPT(k, n, ad, ciphertext): in is len >= 16 bytes, the
  * ciphertext and its tag; write the len - 16 bytes of plaintext to out.
- * Return 0; PROTO_EBADMSG if len < 16; or PROTO_EBADTAG with out wiped.
+ * Return 0; PROTO_ESTATE as proto_aead_encrypt() does; PROTO_EBADMSG if
+ * len < 16; or PROTO_EBADTAG with out wiped.
  */
 int proto_aead_decrypt(int suite, const uint8_t key[PROTO_KEYBYTES],
     uint64_t n, const uint8_t *ad, size_t adlen, const uint8_t *in,
@@ -263,8 +266,8 @@ struct proto_cipher;
 /*
  * proto_cipher_new(key, suite):
  * Return a cipher state for one direction keyed with key, or NULL with
- * errno set (EINVAL for an unknown suite, or AESGCM on a CPU without
- * hardware AES).  suite is PROTO_AESGCM or PROTO_CHACHAPOLY, whose nonces
+ * errno set (EINVAL for an unknown suite, ENOTSUP for an AES one on a CPU
+ * without hardware AES).  suite is PROTO_AESGCM or PROTO_CHACHAPOLY, whose nonces
  * count 0, 1, 2, ... and whose receiver accepts only the next one; or
  * PROTO_CLASSIC, whose packets carry random nonces and where nothing is
  * checked but the tag.

@@ -1,9 +1,9 @@
 /*
- * Unit tests for proto.c and sodium_shim.c.  Known answers come from the
- * JSON vector files in the directory named on the command line (their
- * fields are described in the README that travels with them); the other
- * checks hold proto.h's contracts against two peers run in memory, or
- * over a socketpair.
+ * Unit tests for proto.c, handshake.c and sodium_shim.c.  Known answers
+ * come from the JSON vector files in the directory named on the command
+ * line (their fields are described in the README that travels with them);
+ * the other checks hold proto.h's contracts against two peers run in
+ * memory, or over a socketpair.
  *
  * Each check prints one line to stdout, "PASS: what" or "FAIL: what: why";
  * details that help to debug a failure go to stderr.  The exit status is
@@ -32,9 +32,6 @@
 #define PRINTFLIKE(f, a)
 #endif
 
-#define NOISE_XX	"Noise_XX_25519_AESGCM_SHA256"
-#define NOISE_XXPSK3	"Noise_XXpsk3_25519_AESGCM_SHA256"
-
 /* Counters below this are reached by sealing that many packets first. */
 #define SMALL_N		1000
 
@@ -62,6 +59,14 @@ static uint8_t staticpubs[2][PROTO_KEYBYTES];
 
 /* Handshake payloads, as x25519chat sends them: names, none in message 1. */
 static const char *const names[3] = { "", "listener", "connector" };
+
+/*
+ * The suites this CPU runs, for the checks that go through each: classic
+ * and AESGCM need hardware AES, ChaChaPoly does not.  noise_suites[] are
+ * the Noise ones among them.
+ */
+static int all_suites[3], noise_suites[2];
+static size_t nall_suites, nnoise_suites;
 
 static int why(const char *, ...) PRINTFLIKE(1, 2);
 static void report(int, const char *, ...) PRINTFLIKE(2, 3);
@@ -876,14 +881,16 @@ tally_verdict(const struct tally *tl, uint64_t declared)
 /*
  * How a Wycheproof file is checked: each of its "testGroups" must pass
  * group_ok, each of their "tests" test_ok (which may count the results
- * named by counted in *n), and "numberOfTests" must match.
+ * named by counted in n[0], and those named by counted2, if any, in
+ * n[1]), and "numberOfTests" must match.
  */
 struct wycheproof {
 	const char *file;
 	const char *label;		/* "x25519 wycheproof" */
 	int (*group_ok)(const struct json *);
-	int (*test_ok)(const struct json *, size_t *);
+	int (*test_ok)(const struct json *, size_t [2]);
 	const char *counted;		/* "invalid ones refused" */
+	const char *counted2;		/* NULL, or a second count */
 };
 
 /* Return the "tcId" of Wycheproof test t, or 0; records no reason. */
@@ -907,7 +914,7 @@ tcid(const struct json *t)
  */
 static void
 wycheproof_walk(const struct json *root, const struct wycheproof *w,
-    size_t *n, struct tally *tl)
+    size_t n[2], struct tally *tl)
 {
 	const struct json *g, *t;
 	char where[32];
@@ -941,17 +948,20 @@ test_wycheproof(const char *dir, const struct wycheproof *w)
 	struct json *root;
 	struct tally tl;
 	uint64_t declared = 0;
-	size_t n = 0;
+	size_t n[2] = { 0, 0 };
+	char more[128] = "";
 	int ok;
 
 	if ((root = load(dir, w->file)) == NULL)
 		return;
 	memset(&tl, 0, sizeof(tl));
-	wycheproof_walk(root, w, &n, &tl);
+	wycheproof_walk(root, w, n, &tl);
 	ok = ju64(root, "numberOfTests", &declared) &&
 	    tally_verdict(&tl, declared);
-	report(ok, "%s: %zu vectors (%zu %s)", w->label, tl.total, n,
-	    w->counted);
+	if (w->counted2 != NULL)
+		snprintf(more, sizeof(more), "; %zu %s", n[1], w->counted2);
+	report(ok, "%s: %zu vectors (%zu %s%s)", w->label, tl.total, n[0],
+	    w->counted, more);
 	jfree(root);
 }
 
@@ -975,15 +985,105 @@ load32_be(const uint8_t *p)
 	    (uint32_t)p[2] << 8 | (uint32_t)p[3]);
 }
 
-/* The Noise AESGCM nonce of counter n: 4 zero bytes, n big-endian. */
+/* The name of suite in result lines. */
+static const char *
+suite_label(int suite)
+{
+
+	switch (suite) {
+	case PROTO_AESGCM:
+		return ("AESGCM");
+	case PROTO_CHACHAPOLY:
+		return ("ChaChaPoly");
+	case PROTO_CLASSIC:
+		return ("classic");
+	default:
+		return ("(no suite)");
+	}
+}
+
+/* Write the Noise protocol name of XX, or XXpsk3 with psk, in suite. */
+static const char *
+noise_name(char out[64], int suite, int psk)
+{
+
+	snprintf(out, 64, "Noise_%s_25519_%s_SHA256", psk ? "XXpsk3" : "XX",
+	    suite_label(suite));
+	return (out);
+}
+
+/*
+ * The Noise nonce of counter n in suite: 4 zero bytes, then n big-endian
+ * for AESGCM (Noise 12.4) or little-endian for ChaChaPoly (Noise 12.3).
+ */
 static void
-noise_nonce(uint8_t nonce[PROTO_NONCEBYTES], uint64_t n)
+noise_nonce(uint8_t nonce[PROTO_NONCEBYTES], int suite, uint64_t n)
 {
 	int i;
 
 	memset(nonce, 0, 4);
-	for (i = 0; i < 8; i++)
-		nonce[4 + i] = (uint8_t)(n >> (56 - 8 * i));
+	/* The low byte first: at byte 4 for little-endian, 11 for big. */
+	for (i = 0; i < 8; i++, n >>= 8)
+		nonce[suite == PROTO_CHACHAPOLY ? 4 + i : 11 - i] = (uint8_t)n;
+}
+
+/*
+ * noise_counter(nonce, suite, n):
+ * If the 12-byte nonce has the form of a Noise nonce in suite, store its
+ * counter in *n and return 1; else return 0.
+ */
+static int
+noise_counter(const uint8_t nonce[PROTO_NONCEBYTES], int suite, uint64_t *n)
+{
+	uint64_t v = 0;
+	int i;
+
+	if (!sodium_is_zero(nonce, 4))
+		return (0);
+	/* The high byte first. */
+	for (i = 7; i >= 0; i--)
+		v = v << 8 | nonce[suite == PROTO_CHACHAPOLY ? 4 + i : 11 - i];
+	*n = v;
+	return (1);
+}
+
+/*
+ * ref_encrypt(suite, key, nonce, ad, adlen, in, len, out):
+ * The AEAD of suite straight from libsodium, for reference: write the
+ * ciphertext of in and then the tag to out.  Return 1, or 0 with why.
+ */
+static int
+ref_encrypt(int suite, const uint8_t key[32],
+    const uint8_t nonce[PROTO_NONCEBYTES], const uint8_t *ad, size_t adlen,
+    const uint8_t *in, size_t len, uint8_t *out)
+{
+	int rc;
+
+	if (suite == PROTO_CHACHAPOLY)
+		rc = crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, in,
+		    len, ad, adlen, NULL, nonce, key);
+	else
+		rc = crypto_aead_aes256gcm_encrypt(out, NULL, in, len, ad,
+		    adlen, NULL, nonce, key);
+	return (rc == 0 ? 1 : why("libsodium failed to encrypt"));
+}
+
+/*
+ * ref_decrypt(suite, key, nonce, ad, adlen, in, len, out):
+ * The inverse of ref_encrypt: in is len >= 16 bytes, ciphertext and tag.
+ * Return 0 or -1, as libsodium does.
+ */
+static int
+ref_decrypt(int suite, const uint8_t key[32],
+    const uint8_t nonce[PROTO_NONCEBYTES], const uint8_t *ad, size_t adlen,
+    const uint8_t *in, size_t len, uint8_t *out)
+{
+
+	if (suite == PROTO_CHACHAPOLY)
+		return (crypto_aead_chacha20poly1305_ietf_decrypt(out, NULL,
+		    NULL, in, len, ad, adlen, nonce, key));
+	return (crypto_aead_aes256gcm_decrypt(out, NULL, NULL, in, len, ad,
+	    adlen, nonce, key));
 }
 
 /*
@@ -1033,30 +1133,30 @@ packet_is(const uint8_t *pkt, const uint8_t *nonce, const uint8_t *ct,
 	    PROTO_TAGBYTES, tag, PROTO_TAGBYTES));
 }
 
-/* Return a new cipher, or say why not (NULL). */
+/* Return a new cipher of suite, or say why not (NULL). */
 static struct proto_cipher *
-cipher(const uint8_t key[PROTO_KEYBYTES], int classic)
+cipher(const uint8_t key[PROTO_KEYBYTES], int suite)
 {
 	struct proto_cipher *c;
 
-	if ((c = proto_cipher_new(key, classic)) == NULL)
+	if ((c = proto_cipher_new(key, suite)) == NULL)
 		why("proto_cipher_new: %s", strerror(errno));
 	return (c);
 }
 
 /*
- * Make *tx and *rx, two ciphers under one fresh random key; return 1, or
- * 0 with why.  Either way the caller frees both.
+ * Make *tx and *rx, two ciphers of suite under one fresh random key;
+ * return 1, or 0 with why.  Either way the caller frees both.
  */
 static int
-cipher_pair(int classic, struct proto_cipher **tx, struct proto_cipher **rx)
+cipher_pair(int suite, struct proto_cipher **tx, struct proto_cipher **rx)
 {
 	uint8_t key[32];
 
 	randombytes_buf(key, sizeof(key));
 	*rx = NULL;
-	return ((*tx = cipher(key, classic)) != NULL &&
-	    (*rx = cipher(key, classic)) != NULL);
+	return ((*tx = cipher(key, suite)) != NULL &&
+	    (*rx = cipher(key, suite)) != NULL);
 }
 
 /* X25519. */
@@ -1142,7 +1242,7 @@ done:
  * expects a zero shared secret and is flagged low-order or zero-shared.
  */
 static int
-x25519_wp_one(const struct json *t, size_t *rejected)
+x25519_wp_one(const struct json *t, size_t rejected[2])
 {
 	uint8_t priv[32], pub[32], shared[32], out[32];
 	const char *result = jstr(t, "result");
@@ -1167,7 +1267,7 @@ x25519_wp_one(const struct json *t, size_t *rejected)
 			return (why("refused a test not flagged low-order"));
 		if (nloworder < LOWORDER_MAX)
 			memcpy(loworder[nloworder++], pub, 32);
-		(*rejected)++;
+		rejected[0]++;
 		return (1);
 	}
 	if (rc != 0)
@@ -1192,7 +1292,7 @@ x25519_wp_group(const struct json *g)
 
 static const struct wycheproof x25519_wycheproof = {
 	"wycheproof_x25519.json", "x25519 wycheproof", x25519_wp_group,
-	x25519_wp_one, "rejected as low-order, as flagged"
+	x25519_wp_one, "rejected as low-order, as flagged", NULL
 };
 
 /* HKDF-SHA256 (sodium_shim.c). */
@@ -1308,18 +1408,83 @@ test_hkdf(const char *dir)
 	    (unsigned)crypto_kdf_hkdf_sha256_BYTES_MAX);
 }
 
-/* AES-256-GCM (libsodium, as proto uses it). */
+/* The AEADs: AES-256-GCM and ChaCha20-Poly1305, as proto uses them. */
 
 /*
- * Check one AEAD test with a 96-bit IV: encryption gives ct || tag and
- * decryption gives the plaintext back when expect is "valid"; decryption
- * must fail when it is "invalid"; either for "acceptable".
+ * aead_via_proto(suite, n, key, aad, msg, ctt, expect):
+ * Run one AEAD test whose nonce is the Noise nonce of counter n through
+ * proto_aead_decrypt and proto_aead_encrypt: a "valid" ctt (ciphertext
+ * and tag) must decrypt to msg and msg encrypt to ctt, while the same
+ * with a flipped tag bit, or at the counter next to n, must be refused;
+ * an "invalid" ctt must be refused.  Every refusal must be EBADTAG and
+ * leave out wiped.
  */
 static int
-gcm_one(const struct json *t, const char *mkey, const char *expect)
+aead_via_proto(int suite, uint64_t n, const struct blob *key,
+    const struct blob *aad, const struct blob *msg, const struct blob *ctt,
+    const char *expect)
+{
+	struct blob out, work;
+	size_t ptlen = ctt->len - PROTO_TAGBYTES;
+	int rc, i;
+
+	memset(out.b, 0xa5, sizeof(out.b));
+	rc = proto_aead_decrypt(suite, key->b, n, aad->b, aad->len, ctt->b,
+	    ctt->len, out.b);
+	if (strcmp(expect, "invalid") == 0) {
+		if (rc != PROTO_EBADTAG)
+			return (why("proto_aead_decrypt: got %s, want EBADTAG",
+			    proto_strerror(rc)));
+		if (!sodium_is_zero(out.b, ptlen))
+			return (why("proto_aead_decrypt refused but left "
+			    "bytes in out"));
+		return (1);
+	}
+	if (strcmp(expect, "acceptable") == 0 && rc == PROTO_EBADTAG)
+		return (1);
+	if (rc != 0)
+		return (why("proto_aead_decrypt: %s", proto_strerror(rc)));
+	if (!same("proto_aead_decrypt", out.b, ptlen, msg->b, msg->len))
+		return (0);
+	if (strcmp(expect, "acceptable") == 0)
+		return (1);
+	if ((rc = proto_aead_encrypt(suite, key->b, n, aad->b, aad->len,
+	    msg->b, msg->len, out.b)) != 0)
+		return (why("proto_aead_encrypt: %s", proto_strerror(rc)));
+	if (!same("proto_aead_encrypt", out.b, msg->len + PROTO_TAGBYTES,
+	    ctt->b, ctt->len))
+		return (0);
+	/* Near misses: one bit of the tag, and the neighbouring counter. */
+	for (i = 0; i < 2; i++) {
+		memcpy(work.b, ctt->b, ctt->len);
+		if (i == 0)
+			work.b[ctt->len - 1] ^= 0x80;
+		memset(out.b, 0xa5, sizeof(out.b));
+		rc = proto_aead_decrypt(suite, key->b, i == 0 ? n : n ^ 1,
+		    aad->b, aad->len, work.b, ctt->len, out.b);
+		if (rc != PROTO_EBADTAG || !sodium_is_zero(out.b, ptlen))
+			return (why("%s: got %s%s", i == 0 ? "a flipped tag "
+			    "bit" : "the neighbouring counter",
+			    proto_strerror(rc), rc == PROTO_EBADTAG ?
+			    " but out not wiped" : ""));
+	}
+	return (1);
+}
+
+/*
+ * aead_one(t, mkey, expect, suite, via):
+ * Check one AEAD test of suite with a 96-bit IV against libsodium:
+ * encryption gives ct || tag and decryption gives the plaintext back when
+ * expect is "valid"; decryption must fail when it is "invalid"; either
+ * for "acceptable".  If the IV is a Noise nonce of the suite, run the test
+ * through proto_aead_* too and count it in *via.
+ */
+static int
+aead_one(const struct json *t, const char *mkey, const char *expect,
+    int suite, size_t *via)
 {
 	struct blob key, iv, aad, msg, ct, tag, ctt, out;
-	unsigned long long outlen;
+	uint64_t n;
 	int rc;
 
 	if (!jhex(t, "key", &key) || !jhex(t, "iv", &iv) ||
@@ -1328,32 +1493,43 @@ gcm_one(const struct json *t, const char *mkey, const char *expect)
 		return (0);
 	if (key.len != 32 || iv.len != 12 || tag.len != 16)
 		return (why("key, iv or tag has the wrong size"));
-	if (msg.len + 16 > sizeof(out.b) || ct.len + 16 > sizeof(ctt.b))
-		return (why("too long"));
+	if (msg.len + 16 > sizeof(out.b) || ct.len + 16 > sizeof(ctt.b) ||
+	    msg.len != ct.len)
+		return (why("too long, or msg and ct of different lengths"));
 	memcpy(ctt.b, ct.b, ct.len);
 	memcpy(ctt.b + ct.len, tag.b, 16);
 	ctt.len = ct.len + 16;
-	rc = crypto_aead_aes256gcm_decrypt(out.b, &outlen, NULL, ctt.b,
-	    ctt.len, aad.b, aad.len, iv.b, key.b);
-	if (strcmp(expect, "invalid") == 0)
-		return (rc == -1 ? 1 : why("decryption accepted it"));
-	if (strcmp(expect, "acceptable") == 0 && rc == -1)
+	rc = ref_decrypt(suite, key.b, iv.b, aad.b, aad.len, ctt.b, ctt.len,
+	    out.b);
+	if (strcmp(expect, "invalid") == 0) {
+		if (rc != -1)
+			return (why("decryption accepted it"));
+	} else if (strcmp(expect, "acceptable") == 0 && rc == -1) {
+		/* Either way will do. */
+	} else {
+		if (rc != 0)
+			return (why("decryption failed"));
+		if (!same("decrypted", out.b, ctt.len - 16, msg.b, msg.len))
+			return (0);
+		if (strcmp(expect, "valid") == 0) {
+			if (!ref_encrypt(suite, key.b, iv.b, aad.b, aad.len,
+			    msg.b, msg.len, out.b) ||
+			    !same("ct || tag", out.b, msg.len + 16, ctt.b,
+			    ctt.len))
+				return (0);
+			/* The tag must be checked at all. */
+			ctt.b[ctt.len - 1] ^= 1;
+			if (ref_decrypt(suite, key.b, iv.b, aad.b, aad.len,
+			    ctt.b, ctt.len, out.b) != -1)
+				return (why("accepted a flipped tag bit"));
+			ctt.b[ctt.len - 1] ^= 1;
+		}
+	}
+	if (!noise_counter(iv.b, suite, &n))
 		return (1);
-	if (rc != 0)
-		return (why("decryption failed"));
-	if (!same("decrypted", out.b, (size_t)outlen, msg.b, msg.len))
-		return (0);
-	if (strcmp(expect, "acceptable") == 0)
-		return (1);
-	crypto_aead_aes256gcm_encrypt(out.b, &outlen, msg.b, msg.len, aad.b,
-	    aad.len, NULL, iv.b, key.b);
-	if (!same("ct || tag", out.b, (size_t)outlen, ctt.b, ctt.len))
-		return (0);
-	/* The tag must be checked at all: a flipped bit is refused. */
-	ctt.b[ctt.len - 1] ^= 1;
-	if (crypto_aead_aes256gcm_decrypt(out.b, &outlen, NULL, ctt.b,
-	    ctt.len, aad.b, aad.len, iv.b, key.b) != -1)
-		return (why("accepted a flipped tag bit"));
+	(*via)++;
+	if (!aead_via_proto(suite, n, &key, &aad, &msg, &ctt, expect))
+		return (why_in("proto_aead_*"));
 	return (1);
 }
 
@@ -1364,7 +1540,7 @@ test_gcm_spec(const char *dir)
 	struct json *root;
 	const struct json *t;
 	uint64_t ivbits;
-	size_t n = 0;
+	size_t n = 0, via = 0;
 
 	if ((root = load(dir, "aes256gcm.json")) == NULL)
 		return;
@@ -1376,7 +1552,8 @@ test_gcm_spec(const char *dir)
 		if (ivbits != 96)
 			continue;
 		n++;
-		report(gcm_one(t, "pt", "valid"), "aes256gcm %s", test_id(t));
+		report(aead_one(t, "pt", "valid", PROTO_AESGCM, &via),
+		    "aes256gcm %s", test_id(t));
 	}
 	if (n == 0)
 		report(why("no test with a 96-bit IV"), "aes256gcm spec");
@@ -1384,11 +1561,11 @@ test_gcm_spec(const char *dir)
 }
 
 /*
- * A Wycheproof AES-GCM group must be AES-256 with 96-bit IVs and 128-bit
- * tags, all libsodium offers.
+ * A Wycheproof AEAD group must have 256-bit keys, 96-bit IVs and 128-bit
+ * tags, all libsodium and Noise use.
  */
 static int
-gcm_wp_group(const struct json *g)
+aead_wp_group(const struct json *g)
 {
 	uint64_t ivs, keys, tags;
 
@@ -1396,26 +1573,51 @@ gcm_wp_group(const struct json *g)
 	    !ju64(g, "tagSize", &tags))
 		return (0);
 	if (ivs != 96 || keys != 256 || tags != 128)
-		return (why("not AES-256, 96-bit IV, 128-bit tag"));
+		return (why("not a 256-bit key, 96-bit IV, 128-bit tag"));
 	return (1);
 }
 
-/* One Wycheproof AES-GCM test; count the invalid ones in *invalid. */
+/*
+ * One Wycheproof AEAD test of suite; count the invalid ones in n[0] and
+ * those also run through proto_aead_* in n[1].
+ */
 static int
-gcm_wp_one(const struct json *t, size_t *invalid)
+aead_wp_one(const struct json *t, size_t n[2], int suite)
 {
 	const char *result = jstr(t, "result");
 
 	if (result == NULL)
 		return (why("no \"result\""));
 	if (strcmp(result, "invalid") == 0)
-		(*invalid)++;
-	return (gcm_one(t, "msg", result));
+		n[0]++;
+	return (aead_one(t, "msg", result, suite, &n[1]));
+}
+
+/* aead_wp_one for each suite, as struct wycheproof calls it. */
+static int
+gcm_wp_one(const struct json *t, size_t n[2])
+{
+
+	return (aead_wp_one(t, n, PROTO_AESGCM));
+}
+
+static int
+chacha_wp_one(const struct json *t, size_t n[2])
+{
+
+	return (aead_wp_one(t, n, PROTO_CHACHAPOLY));
 }
 
 static const struct wycheproof gcm_wycheproof = {
-	"wycheproof_aes256gcm_iv96.json", "aes256gcm wycheproof", gcm_wp_group,
-	gcm_wp_one, "invalid ones refused"
+	"wycheproof_aes256gcm_iv96.json", "aes256gcm wycheproof",
+	aead_wp_group, gcm_wp_one, "invalid ones refused",
+	"with a Noise nonce also through proto_aead_*"
+};
+
+static const struct wycheproof chacha_wycheproof = {
+	"wycheproof_chacha20poly1305_iv96.json", "chacha20poly1305 wycheproof",
+	aead_wp_group, chacha_wp_one, "invalid ones refused",
+	"with a Noise nonce also through proto_aead_*"
 };
 
 /* Noise known answers through proto_hs_* and the split ciphers. */
@@ -1522,12 +1724,13 @@ noise_finish(struct proto_hs *hs[2], const struct blob *hash,
 
 /*
  * Seal payload with tx and check the packet against the vector's
- * ciphertext (AES-GCM ciphertext, then tag, under the counter nonce); then
- * open it with rx.
+ * ciphertext (ciphertext, then tag, under the suite's counter nonce);
+ * then open it with rx.
  */
 static int
-noise_transport_msg(struct proto_cipher *tx, struct proto_cipher *rx,
-    const struct blob *payload, const struct blob *ct, uint8_t *pkt)
+noise_transport_msg(int suite, struct proto_cipher *tx,
+    struct proto_cipher *rx, const struct blob *payload, const struct blob *ct,
+    uint8_t *pkt)
 {
 	uint8_t nonce[PROTO_NONCEBYTES];
 	size_t len = payload->len;
@@ -1541,15 +1744,19 @@ noise_transport_msg(struct proto_cipher *tx, struct proto_cipher *rx,
 	if (load32_be(pkt) != PROTO_NONCEBYTES + PROTO_TAGBYTES + len)
 		return (why("length prefix is %lu",
 		    (unsigned long)load32_be(pkt)));
-	noise_nonce(nonce, n);
+	noise_nonce(nonce, suite, n);
 	if (!packet_is(pkt, nonce, ct->b, len, ct->b + len))
 		return (0);
 	return (open_same(rx, pkt, PROTO_HDRBYTES + len, payload->b, len));
 }
 
-/* Run one XX or XXpsk3 vector; count its transport messages in *ntr. */
+/*
+ * Run one XX or XXpsk3 vector of suite; count its transport messages in
+ * *ntr.
+ */
 static int
-noise_vector(const struct json *v, int psk, int need_hash, size_t *ntr)
+noise_vector(const struct json *v, int suite, int psk, int need_hash,
+    size_t *ntr)
 {
 	struct noise_side side[2];
 	struct proto_hs_params hp;
@@ -1572,6 +1779,7 @@ noise_vector(const struct json *v, int psk, int need_hash, size_t *ntr)
 	for (i = 0; i < 2; i++) {
 		memset(&hp, 0, sizeof(hp));
 		hp.initiator = (i == 0);
+		hp.suite = suite;
 		hp.s = side[i].s;
 		hp.e = side[i].e;
 		hp.psk = psk ? side[i].psk : NULL;
@@ -1607,8 +1815,8 @@ noise_vector(const struct json *v, int psk, int need_hash, size_t *ntr)
 		snprintf(where, sizeof(where), "message %d", i + 1);
 		if (!jhex(m, "payload", &payload) ||
 		    !jhex(m, "ciphertext", &ct) ||
-		    !noise_transport_msg(tx[i % 2], rx[1 - i % 2], &payload,
-		    &ct, buf)) {
+		    !noise_transport_msg(suite, tx[i % 2], rx[1 - i % 2],
+		    &payload, &ct, buf)) {
 			why_in(where);
 			goto done;
 		}
@@ -1626,34 +1834,47 @@ done:
 	return (ok);
 }
 
-/* Every XX and XXpsk3 entry of a file; NN is not a pattern proto speaks. */
+/*
+ * Every XX and XXpsk3 entry of suite in a file; NN is not a pattern proto
+ * speaks, and an entry of another suite is a failure.
+ */
 static void
 test_noise_file(const char *dir, const char *file, const char *label,
-    int need_hash)
+    int suite, int need_hash)
 {
 	struct json *root;
 	const struct json *v;
 	const char *pn;
+	char xx[64], xxpsk3[64], nn[64];
 	size_t nrun = 0, ntr;
 	int psk, ok;
 
 	if ((root = load(dir, file)) == NULL)
 		return;
+	noise_name(xx, suite, 0);
+	noise_name(xxpsk3, suite, 1);
+	snprintf(nn, sizeof(nn), "Noise_NN_25519_%s_SHA256",
+	    suite_label(suite));
 	for (v = jkids(root, "vectors"); v != NULL; v = v->next) {
 		if ((pn = jstr(v, "protocol_name")) == NULL) {
 			report(why("entry without \"protocol_name\""),
 			    "noise %s", label);
 			continue;
 		}
-		if (strcmp(pn, NOISE_XX) == 0)
+		if (strcmp(pn, xx) == 0)
 			psk = 0;
-		else if (strcmp(pn, NOISE_XXPSK3) == 0)
+		else if (strcmp(pn, xxpsk3) == 0)
 			psk = 1;
-		else
+		else if (strcmp(pn, nn) == 0)
 			continue;
+		else {
+			report(why("an entry of %s in a %s file", pn,
+			    suite_label(suite)), "noise %s", label);
+			continue;
+		}
 		nrun++;
 		ntr = 0;
-		ok = noise_vector(v, psk, need_hash, &ntr);
+		ok = noise_vector(v, suite, psk, need_hash, &ntr);
 		report(ok, "noise %s %s: 3 handshake and %zu transport messages%s",
 		    label, pn, ntr, jget(v, "handshake_hash") != NULL ? "" :
 		    " (no handshake_hash given; the sides' hashes agree)");
@@ -1664,18 +1885,18 @@ test_noise_file(const char *dir, const char *file, const char *label,
 }
 
 /*
- * One rekey[] entry: the vector follows Noise's REKEY rule (libsodium
- * alone), and proto_cipher_rekey after two packets seals the third under
- * rekeyed_key with nonce 2, so the counter carries on.
+ * One rekey[] entry of suite: the vector follows Noise's REKEY rule
+ * (libsodium alone, then proto_aead_encrypt at counter 2^64-1), and
+ * proto_cipher_rekey after two packets seals the third under rekeyed_key
+ * with nonce 2, so the counter carries on.
  */
 static int
-rekey_one(const struct json *t, uint8_t *pkt)
+rekey_one(const struct json *t, int suite, uint8_t *pkt)
 {
 	static const char pt[] = "after rekey";
 	const size_t len = sizeof(pt) - 1;
 	uint8_t key[32], newkey[32];
 	uint8_t nonce[PROTO_NONCEBYTES], got[48], want[sizeof(pt) + 16];
-	unsigned long long clen;
 	struct proto_cipher *c;
 	struct blob out48;
 	int i, rc, ok = 0;
@@ -1683,14 +1904,20 @@ rekey_one(const struct json *t, uint8_t *pkt)
 	if (!jhexn(t, "key", key, 32) || !jhexn(t, "rekeyed_key", newkey, 32) ||
 	    !jhex(t, "encrypt_output_48", &out48))
 		return (0);
-	noise_nonce(nonce, UINT64_MAX);
-	crypto_aead_aes256gcm_encrypt(got, &clen, zero32, 32, NULL, 0, NULL,
-	    nonce, key);
-	if (!same("ENCRYPT(k, 2^64-1, 32 zero bytes)", got, (size_t)clen,
-	    out48.b, out48.len) ||
+	noise_nonce(nonce, suite, UINT64_MAX);
+	if (!ref_encrypt(suite, key, nonce, NULL, 0, zero32, 32, got) ||
+	    !same("ENCRYPT(k, 2^64-1, 32 zero bytes)", got, 48, out48.b,
+	    out48.len) ||
 	    !same("rekeyed_key", got, 32, newkey, 32))
 		return (0);
-	if ((c = cipher(key, 0)) == NULL)
+	memset(got, 0, sizeof(got));
+	if ((rc = proto_aead_encrypt(suite, key, UINT64_MAX, NULL, 0, zero32,
+	    32, got)) != 0)
+		return (why("proto_aead_encrypt: %s", proto_strerror(rc)));
+	if (!same("proto_aead_encrypt(k, 2^64-1, 32 zero bytes)", got, 48,
+	    out48.b, out48.len))
+		return (0);
+	if ((c = cipher(key, suite)) == NULL)
 		return (0);
 	for (i = 0; i < 2; i++)
 		if (!seal_copy(c, pkt, "x", 1))
@@ -1706,9 +1933,10 @@ rekey_one(const struct json *t, uint8_t *pkt)
 	}
 	if (!seal_copy(c, pkt, pt, len))
 		goto done;
-	noise_nonce(nonce, 2);
-	crypto_aead_aes256gcm_encrypt(want, &clen, (const uint8_t *)pt, len,
-	    NULL, 0, NULL, nonce, newkey);
+	noise_nonce(nonce, suite, 2);
+	if (!ref_encrypt(suite, newkey, nonce, NULL, 0, (const uint8_t *)pt,
+	    len, want))
+		goto done;
 	ok = packet_is(pkt, nonce, want, len, want + len);
 done:
 	proto_cipher_free(c);
@@ -1716,23 +1944,22 @@ done:
 }
 
 /*
- * The rekey[] entries, from first on, chain: rekeying n times reaches
- * entry n's key.
+ * The rekey[] entries of suite, from first on, chain: rekeying n times
+ * reaches entry n's key.
  */
 static int
-rekey_chain(const struct json *first, size_t *n, uint8_t *pkt)
+rekey_chain(const struct json *first, int suite, size_t *n, uint8_t *pkt)
 {
 	const struct json *t;
 	struct proto_cipher *c = NULL;
 	uint8_t key[32], want[32 + 16], nonce[PROTO_NONCEBYTES];
-	unsigned long long clen;
 	int ok = 0;
 
 	*n = 0;
 	for (t = first; t != NULL; t = t->next) {
 		if (c == NULL) {
 			if (!jhexn(t, "key", key, 32) ||
-			    (c = cipher(key, 0)) == NULL)
+			    (c = cipher(key, suite)) == NULL)
 				return (0);
 		}
 		if (!jhexn(t, "rekeyed_key", key, 32) ||
@@ -1745,9 +1972,9 @@ rekey_chain(const struct json *first, size_t *n, uint8_t *pkt)
 	if (!seal_copy(c, pkt, zero32, 32))
 		goto done;
 	/* Rekeying leaves the counter alone: nothing was sealed yet. */
-	noise_nonce(nonce, 0);
-	crypto_aead_aes256gcm_encrypt(want, &clen, zero32, 32, NULL, 0,
-	    NULL, nonce, key);
+	noise_nonce(nonce, suite, 0);
+	if (!ref_encrypt(suite, key, nonce, NULL, 0, zero32, 32, want))
+		goto done;
 	ok = packet_is(pkt, nonce, want, 32, want + 32);
 done:
 	proto_cipher_free(c);
@@ -1755,26 +1982,28 @@ done:
 }
 
 /*
- * One encrypt[] entry.  The vector is checked with libsodium under its
- * nonce96, and nonce96 against the layout the other checks here assume.
- * For a small counter proto_seal is driven there by sealing n packets
- * first; its nonce and ciphertext must match the vector (GCM's ciphertext
- * does not depend on the ad) and its tag the one computed here for the
- * empty ad proto uses (the vector's ad is not empty).  *via_proto says
- * whether proto_seal was checked.
+ * One encrypt[] entry of suite.  The vector is checked with libsodium
+ * under its nonce96, nonce96 against the layout the other checks here
+ * assume, and the entry goes through proto_aead_encrypt and
+ * proto_aead_decrypt at its counter and with its ad.  For a small counter
+ * proto_seal is driven there by sealing n packets first; its nonce and
+ * ciphertext must match the vector (neither AEAD's ciphertext depends on
+ * the ad) and its tag the one computed here for the empty ad proto uses
+ * (the vector's ad is not empty).  *via_seal says whether proto_seal was
+ * checked.
  */
 static int
-nonce_one(const struct json *t, uint8_t *pkt, int *via_proto)
+nonce_one(const struct json *t, int suite, uint8_t *pkt, int *via_seal)
 {
 	uint8_t key[32], nonce96[PROTO_NONCEBYTES], nonce[PROTO_NONCEBYTES];
-	uint8_t tag[PROTO_TAGBYTES];
 	struct blob ad, pt, ct, out;
-	unsigned long long clen;
 	struct proto_cipher *c;
 	uint64_t n, i;
-	int ok = 0;
+	int rc, ok = 0;
 
-	*via_proto = 0;
+	*via_seal = 0;
+	if (ju64(t, "n", &n) && n < SMALL_N)
+		*via_seal = 1;
 	if (!ju64(t, "n", &n) || !jhexn(t, "key", key, 32) ||
 	    !jhexn(t, "nonce96", nonce96, PROTO_NONCEBYTES) ||
 	    !jhex(t, "ad", &ad) || !jhex(t, "plaintext", &pt) ||
@@ -1782,19 +2011,31 @@ nonce_one(const struct json *t, uint8_t *pkt, int *via_proto)
 		return (0);
 	if (pt.len > PROTO_MAXPLAIN || pt.len + 16 > sizeof(out.b))
 		return (why("plaintext too long"));
-	noise_nonce(nonce, n);
+	noise_nonce(nonce, suite, n);
 	if (!same("nonce96", nonce, PROTO_NONCEBYTES, nonce96,
 	    PROTO_NONCEBYTES))
 		return (0);
-	crypto_aead_aes256gcm_encrypt(out.b, &clen, pt.b, pt.len, ad.b, ad.len,
-	    NULL, nonce96, key);
-	if (!same("ciphertext (libsodium, vector's ad)", out.b, (size_t)clen,
+	if (!ref_encrypt(suite, key, nonce96, ad.b, ad.len, pt.b, pt.len,
+	    out.b) ||
+	    !same("ciphertext (libsodium, vector's ad)", out.b, pt.len + 16,
 	    ct.b, ct.len))
+		return (0);
+	memset(out.b, 0, sizeof(out.b));
+	if ((rc = proto_aead_encrypt(suite, key, n, ad.b, ad.len, pt.b, pt.len,
+	    out.b)) != 0)
+		return (why("proto_aead_encrypt: %s", proto_strerror(rc)));
+	if (!same("ciphertext (proto_aead_encrypt)", out.b, pt.len + 16, ct.b,
+	    ct.len))
+		return (0);
+	if ((rc = proto_aead_decrypt(suite, key, n, ad.b, ad.len, ct.b, ct.len,
+	    out.b)) != 0)
+		return (why("proto_aead_decrypt: %s", proto_strerror(rc)));
+	if (!same("plaintext (proto_aead_decrypt)", out.b, ct.len - 16, pt.b,
+	    pt.len))
 		return (0);
 	if (n >= SMALL_N)
 		return (1);
-	*via_proto = 1;
-	if ((c = cipher(key, 0)) == NULL)
+	if ((c = cipher(key, suite)) == NULL)
 		return (0);
 	for (i = 0; i < n; i++)
 		if (!seal_copy(c, pkt, "x", 1))
@@ -1802,45 +2043,48 @@ nonce_one(const struct json *t, uint8_t *pkt, int *via_proto)
 	if (!seal_copy(c, pkt, pt.b, pt.len))
 		goto done;
 	/* The tag for the empty ad proto uses. */
-	crypto_aead_aes256gcm_encrypt_detached(out.b, tag, NULL, pt.b, pt.len,
-	    NULL, 0, NULL, nonce96, key);
-	ok = packet_is(pkt, nonce96, ct.b, pt.len, tag);
+	if (!ref_encrypt(suite, key, nonce96, NULL, 0, pt.b, pt.len, out.b))
+		goto done;
+	ok = packet_is(pkt, nonce96, ct.b, pt.len, out.b + pt.len);
 done:
 	proto_cipher_free(c);
 	return (ok);
 }
 
+/* The local nonce and rekey vectors of suite, in file. */
 static void
-test_noise_local(const char *dir)
+test_noise_local(const char *dir, const char *file, int suite)
 {
 	struct json *root;
 	const struct json *rekeys, *t;
+	const char *sn = suite_label(suite);
 	uint8_t *pkt;
 	size_t n;
 	int ok, via;
 
-	if ((root = load(dir, "noise_aesgcm_cipher_local.json")) == NULL)
+	if ((root = load(dir, file)) == NULL)
 		return;
 	pkt = xmalloc(PROTO_MAXPKT);
 	rekeys = entries(root, "rekey", "noise rekey");
 	for (t = rekeys; t != NULL; t = t->next)
-		report(rekey_one(t, pkt), "noise %s: proto_cipher_rekey gives "
-		    "rekeyed_key, the counter carries on", test_id(t));
+		report(rekey_one(t, suite, pkt), "noise %s %s: "
+		    "proto_aead_encrypt and proto_cipher_rekey give "
+		    "rekeyed_key, the counter carries on", sn, test_id(t));
 	if (rekeys != NULL) {
-		ok = rekey_chain(rekeys, &n, pkt);
-		report(ok, "noise rekey chain: %zu proto_cipher_rekey calls in "
-		    "a row", n);
+		ok = rekey_chain(rekeys, suite, &n, pkt);
+		report(ok, "noise %s rekey chain: %zu proto_cipher_rekey calls "
+		    "in a row", sn, n);
 	}
 	for (t = entries(root, "encrypt", "noise encrypt"); t != NULL;
 	    t = t->next) {
-		ok = nonce_one(t, pkt, &via);
+		ok = nonce_one(t, suite, pkt, &via);
 		if (via)
-			report(ok, "noise %s via proto_seal: nonce, ciphertext, "
-			    "tag", test_id(t));
-		else
-			report(ok, "noise %s: nonce layout and vector (libsodium "
-			    "only: proto_seal cannot reach this counter)",
+			report(ok, "noise %s %s via proto_aead_* and "
+			    "proto_seal: nonce, ciphertext, tag", sn,
 			    test_id(t));
+		else
+			report(ok, "noise %s %s via proto_aead_* (proto_seal "
+			    "cannot reach this counter)", sn, test_id(t));
 	}
 	free(pkt);
 	jfree(root);
@@ -1861,14 +2105,14 @@ send_one(struct proto_cipher *tx, struct proto_cipher *rx)
 
 /* Seal and open one packet of len random bytes between fresh ciphers. */
 static int
-roundtrip(int classic, size_t len, uint8_t *pkt, uint8_t *pt)
+roundtrip(int suite, size_t len, uint8_t *pkt, uint8_t *pt)
 {
 	struct proto_cipher *tx, *rx;
 	size_t plen = 0;
 	int rc, ok = 0;
 
 	randombytes_buf(pt, len);
-	if (!cipher_pair(classic, &tx, &rx) || !seal_copy(tx, pkt, pt, len))
+	if (!cipher_pair(suite, &tx, &rx) || !seal_copy(tx, pkt, pt, len))
 		goto done;
 	if (len >= 16 && memcmp(pkt + PROTO_HDRBYTES, pt, len) == 0) {
 		why("the plaintext was not encrypted");
@@ -1893,14 +2137,14 @@ done:
 
 /* A plaintext over PROTO_MAXPLAIN is refused and uses no nonce. */
 static int
-seal_too_long(int classic, uint8_t *pkt)
+seal_too_long(int suite, uint8_t *pkt)
 {
 	uint8_t key[32];
 	struct proto_cipher *c;
 	int rc, ok = 0;
 
 	randombytes_buf(key, sizeof(key));
-	if ((c = cipher(key, classic)) == NULL)
+	if ((c = cipher(key, suite)) == NULL)
 		return (0);
 	if ((rc = proto_seal(c, pkt, PROTO_MAXPLAIN + 1)) != PROTO_EBADLEN)
 		why("got %s, want EBADLEN", proto_strerror(rc));
@@ -1912,23 +2156,26 @@ seal_too_long(int classic, uint8_t *pkt)
 	return (ok);
 }
 
-/* Default nonces are the Noise nonces of 0, 1, 2; classic ones random. */
+/*
+ * Noise nonces are those of 0, 1, 2 in the suite's byte order; classic
+ * ones random.
+ */
 static int
-nonces(int classic)
+nonces(int suite)
 {
 	uint8_t key[32], want[PROTO_NONCEBYTES], seen[3][PROTO_NONCEBYTES];
 	uint8_t pkt[PROTO_HDRBYTES + 4];
 	struct proto_cipher *c;
-	int i, j, ok = 0;
+	int classic = suite == PROTO_CLASSIC, i, j, ok = 0;
 
 	randombytes_buf(key, sizeof(key));
-	if ((c = cipher(key, classic)) == NULL)
+	if ((c = cipher(key, suite)) == NULL)
 		return (0);
 	for (i = 0; i < 3; i++) {
 		if (!seal_copy(c, pkt, "same", 4))
 			goto done;
 		memcpy(seen[i], pkt + PROTO_LENBYTES, PROTO_NONCEBYTES);
-		noise_nonce(want, (uint64_t)i);
+		noise_nonce(want, suite, (uint64_t)i);
 		if (!classic && !same("nonce", seen[i], PROTO_NONCEBYTES, want,
 		    PROTO_NONCEBYTES))
 			goto done;
@@ -1951,16 +2198,16 @@ done:
  * disagrees with its length, before anything else.
  */
 static int
-open_len_bounds(int classic)
+open_len_bounds(int suite)
 {
 	static const uint32_t bad[] = { 0, 27, 28, 65565, 0xffffffff };
 	static const uint32_t good[] = { 28, 29, 65564 };
 	uint8_t prefix[PROTO_LENBYTES], pkt[PROTO_HDRBYTES + 2];
 	struct proto_cipher *tx, *rx;
 	size_t i, len, ptlen;
-	int rc, ok = 0;
+	int classic = suite == PROTO_CLASSIC, rc, ok = 0;
 
-	if (!cipher_pair(classic, &tx, &rx))
+	if (!cipher_pair(suite, &tx, &rx))
 		goto done;
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		if (classic && bad[i] == 28)
@@ -2014,17 +2261,17 @@ done:
  * body is then either the bytes as they came or zeros.
  */
 static int
-bitflips(int classic, size_t *nflips)
+bitflips(int suite, size_t *nflips)
 {
 	enum { LEN = 100, PKTLEN = PROTO_HDRBYTES + LEN };
 	uint8_t pt[LEN], pkt[PKTLEN], work[PKTLEN], sent[PKTLEN];
 	struct proto_cipher *tx, *rx;
 	size_t i, ptlen;
-	int bit, rc, want, ok = 0;
+	int classic = suite == PROTO_CLASSIC, bit, rc, want, ok = 0;
 
 	*nflips = 0;
 	randombytes_buf(pt, sizeof(pt));
-	if (!cipher_pair(classic, &tx, &rx) || !seal_copy(tx, pkt, pt, LEN))
+	if (!cipher_pair(suite, &tx, &rx) || !seal_copy(tx, pkt, pt, LEN))
 		goto done;
 	for (i = 0; i < PKTLEN; i++) {
 		if (i < PROTO_LENBYTES)
@@ -2067,14 +2314,17 @@ done:
 	return (ok);
 }
 
-/* Seal n short default packets with a fresh cipher; rx gets the key. */
+/*
+ * Seal n short default packets with a fresh cipher of suite; rx gets the
+ * key.
+ */
 static int
-seal_some(struct proto_cipher **tx, struct proto_cipher **rx,
+seal_some(int suite, struct proto_cipher **tx, struct proto_cipher **rx,
     uint8_t pkt[][PROTO_HDRBYTES + 6], int n)
 {
 	int i;
 
-	if (!cipher_pair(0, tx, rx))
+	if (!cipher_pair(suite, tx, rx))
 		return (0);
 	for (i = 0; i < n; i++)
 		if (!seal_copy(*tx, pkt[i], "\x00pkt-", 6))
@@ -2100,13 +2350,13 @@ open_copy(struct proto_cipher *rx, const uint8_t pkt[PROTO_HDRBYTES + 6],
 
 /* An accepted packet replayed: EBADNONCE; the stream goes on. */
 static int
-replay(void)
+replay(int suite)
 {
 	uint8_t pkt[2][PROTO_HDRBYTES + 6];
 	struct proto_cipher *tx, *rx;
 	int ok;
 
-	ok = seal_some(&tx, &rx, pkt, 2) &&
+	ok = seal_some(suite, &tx, &rx, pkt, 2) &&
 	    open_copy(rx, pkt[0], 0, "packet 0") &&
 	    open_copy(rx, pkt[0], PROTO_EBADNONCE, "packet 0 again") &&
 	    open_copy(rx, pkt[1], 0, "packet 1") &&
@@ -2119,13 +2369,13 @@ replay(void)
 
 /* Packet 1 before 0, or 2 before 1 (a drop): EBADNONCE, no harm done. */
 static int
-reorder(void)
+reorder(int suite)
 {
 	uint8_t pkt[3][PROTO_HDRBYTES + 6];
 	struct proto_cipher *tx, *rx;
 	int ok;
 
-	ok = seal_some(&tx, &rx, pkt, 3) &&
+	ok = seal_some(suite, &tx, &rx, pkt, 3) &&
 	    open_copy(rx, pkt[1], PROTO_EBADNONCE, "packet 1 first") &&
 	    open_copy(rx, pkt[0], 0, "packet 0") &&
 	    open_copy(rx, pkt[2], PROTO_EBADNONCE, "packet 2 before 1") &&
@@ -2141,7 +2391,7 @@ reorder(void)
  * under a key that is no longer the old one.
  */
 static int
-rekey_both(void)
+rekey_both(int suite)
 {
 	static const char msg[] = "\x00" "data";
 	uint8_t key[32], pkt[PROTO_HDRBYTES + 5], old[PROTO_HDRBYTES + 5];
@@ -2150,8 +2400,9 @@ rekey_both(void)
 	int i, rc, ok = 0;
 
 	randombytes_buf(key, sizeof(key));
-	if ((tx = cipher(key, 0)) == NULL || (rx = cipher(key, 0)) == NULL ||
-	    (stale = cipher(key, 0)) == NULL)
+	if ((tx = cipher(key, suite)) == NULL ||
+	    (rx = cipher(key, suite)) == NULL ||
+	    (stale = cipher(key, suite)) == NULL)
 		goto done;
 	for (i = 0; i < 3; i++)
 		if (!send_one(tx, rx) || !seal_copy(stale, old, msg, 5))
@@ -2163,7 +2414,7 @@ rekey_both(void)
 	}
 	if (!seal_copy(tx, pkt, msg, 5) || !seal_copy(stale, old, msg, 5))
 		goto done;
-	noise_nonce(want, 3);
+	noise_nonce(want, suite, 3);
 	if (!same("nonce after rekey", pkt + PROTO_LENBYTES, PROTO_NONCEBYTES,
 	    want, PROTO_NONCEBYTES))
 		goto done;
@@ -2188,13 +2439,13 @@ done:
  * counter; once it rekeys too, the same packet opens.
  */
 static int
-rekey_one_side(void)
+rekey_one_side(int suite)
 {
 	uint8_t pkt[PROTO_HDRBYTES + 6];
 	struct proto_cipher *tx, *rx;
 	int ok = 0;
 
-	if (!cipher_pair(0, &tx, &rx) || !send_one(tx, rx))
+	if (!cipher_pair(suite, &tx, &rx) || !send_one(tx, rx))
 		goto done;
 	if (proto_cipher_rekey(tx) != 0) {
 		why("proto_cipher_rekey failed");
@@ -2220,7 +2471,7 @@ done:
 
 /* Due by time: not right after keying, nor just before PROTO_REKEY_MS. */
 static int
-rekey_due_time(void)
+rekey_due_time(int suite)
 {
 	uint8_t key[32];
 	struct proto_cipher *c;
@@ -2228,7 +2479,7 @@ rekey_due_time(void)
 	int ok = 0;
 
 	randombytes_buf(key, sizeof(key));
-	if ((c = cipher(key, 0)) == NULL)
+	if ((c = cipher(key, suite)) == NULL)
 		return (0);
 	now = proto_now_ms();
 	if (proto_cipher_rekey_due(c, now))
@@ -2248,7 +2499,7 @@ rekey_due_time(void)
  * real; not due one packet before, due after, and not after a rekey.
  */
 static int
-rekey_due_bytes(uint8_t *pkt, double *secs)
+rekey_due_bytes(int suite, uint8_t *pkt, double *secs)
 {
 	const uint64_t n = PROTO_REKEY_BYTES / PROTO_MAXPLAIN;
 	uint8_t key[32];
@@ -2265,7 +2516,7 @@ rekey_due_bytes(uint8_t *pkt, double *secs)
 	 * (under a memory checker it takes minutes).
 	 */
 	t0 = proto_now_ms();
-	if ((c = cipher(key, 0)) == NULL)
+	if ((c = cipher(key, suite)) == NULL)
 		return (0);
 	for (i = 0; i < n; i++) {
 		if (i == n - 1 && proto_cipher_rekey_due(c, t0)) {
@@ -2291,53 +2542,115 @@ done:
 	return (ok);
 }
 
+/*
+ * Under one key, a packet of one Noise suite does not open in the other:
+ * at counter 0, where both nonces are zeros, the tag refuses it
+ * (EBADTAG); at counter 1, where the byte orders differ, the nonce
+ * (EBADNONCE).  Each packet still opens in its own suite.
+ */
+static int
+suites_apart(void)
+{
+	uint8_t key[32], pkt[2][PROTO_HDRBYTES + 6];
+	struct proto_cipher *c[4] = { NULL, NULL, NULL, NULL };
+	char what[64];
+	int i, n, ok = 0;
+
+	/* c[0] seals AESGCM for c[1]; c[2] ChaChaPoly for c[3]. */
+	randombytes_buf(key, sizeof(key));
+	for (i = 0; i < 4; i++)
+		if ((c[i] = cipher(key, i < 2 ? PROTO_AESGCM :
+		    PROTO_CHACHAPOLY)) == NULL)
+			goto done;
+	for (n = 0; n < 2; n++) {
+		/* Both directions at counter n: pkt[i] comes from c[2i]. */
+		for (i = 0; i < 2; i++)
+			if (!seal_copy(c[2 * i], pkt[i], "\x00pkt-", 6))
+				goto done;
+		for (i = 0; i < 2; i++) {
+			snprintf(what, sizeof(what), "%s packet %d in %s",
+			    suite_label(i == 0 ? PROTO_AESGCM :
+			    PROTO_CHACHAPOLY), n, suite_label(i == 0 ?
+			    PROTO_CHACHAPOLY : PROTO_AESGCM));
+			if (!open_copy(c[3 - 2 * i], pkt[i], n == 0 ?
+			    PROTO_EBADTAG : PROTO_EBADNONCE, what))
+				goto done;
+		}
+		for (i = 0; i < 2; i++)
+			if (!open_copy(c[2 * i + 1], pkt[i], 0,
+			    "in its own suite"))
+				goto done;
+	}
+	ok = 1;
+done:
+	for (i = 0; i < 4; i++)
+		proto_cipher_free(c[i]);
+	return (ok);
+}
+
+/*
+ * Every transport check in each suite this CPU runs; the ones about
+ * counters and rekeying only in the Noise suites, which have them.
+ */
 static void
 test_transport(void)
 {
 	static const size_t sizes[] = { 0, 1, 100, PROTO_MAXPLAIN };
 	const char *mode;
 	uint8_t *pkt = xmalloc(PROTO_MAXPKT), *pt = xmalloc(PROTO_MAXPLAIN);
-	size_t i, n;
+	size_t i, k, n;
 	double secs = 0;
-	int classic, ok;
+	int suite, classic, ok;
 
-	for (classic = 1; classic >= 0; classic--) {
-		mode = classic ? "classic" : "default";
+	for (k = 0; k < nall_suites; k++) {
+		suite = all_suites[k];
+		classic = suite == PROTO_CLASSIC;
+		mode = suite_label(suite);
 		for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 			/* Default packets always hold a type byte. */
 			if (!classic && sizes[i] == 0)
 				continue;
-			report(roundtrip(classic, sizes[i], pkt, pt),
+			report(roundtrip(suite, sizes[i], pkt, pt),
 			    "transport %s: round trip of %zu bytes", mode,
 			    sizes[i]);
 		}
-		report(seal_too_long(classic, pkt), "transport %s: sealing %d "
+		report(seal_too_long(suite, pkt), "transport %s: sealing %d "
 		    "bytes gives EBADLEN", mode, PROTO_MAXPLAIN + 1);
-		report(nonces(classic), "transport %s: %s", mode, classic ?
+		report(nonces(suite), "transport %s: %s", mode, classic ?
 		    "nonces are random (3 differ)" :
-		    "nonces are the Noise nonces of 0, 1, 2");
-		report(open_len_bounds(classic), "transport %s: proto_open_len "
+		    suite == PROTO_AESGCM ? "nonces are the Noise nonces of "
+		    "0, 1, 2 (big-endian)" : "nonces are the Noise nonces of "
+		    "0, 1, 2 (little-endian)");
+		report(open_len_bounds(suite), "transport %s: proto_open_len "
 		    "refuses 0, 27,%s 65565, 0xffffffff; accepts %s65564; "
 		    "proto_open refuses lengths that disagree", mode,
 		    classic ? "" : " 28,", classic ? "28, 29, " : "29, ");
-		ok = bitflips(classic, &n);
+		ok = bitflips(suite, &n);
 		report(ok, "transport %s: all %zu single-bit "
 		    "flips refused with the field's code, no plaintext left",
 		    mode, n);
+		if (classic)
+			continue;
+		report(replay(suite), "transport %s: a replayed packet gives "
+		    "EBADNONCE", mode);
+		report(reorder(suite), "transport %s: reordered or dropped "
+		    "packets give EBADNONCE", mode);
+		report(rekey_both(suite), "transport %s: rekey on both sides "
+		    "keeps the stream working", mode);
+		report(rekey_one_side(suite), "transport %s: rekey on one side "
+		    "only gives EBADTAG", mode);
+		report(rekey_due_time(suite), "transport %s: rekey due by time",
+		    mode);
+		ok = rekey_due_bytes(suite, pkt, &secs);
+		report(ok, "transport %s: rekey due after PROTO_REKEY_BYTES "
+		    "sealed, not before", mode);
+		fprintf(stderr, "note: sealing 1 GiB in %s took %.2f s\n",
+		    mode, secs);
 	}
-	report(replay(), "transport default: a replayed packet gives "
-	    "EBADNONCE");
-	report(reorder(), "transport default: reordered or dropped packets "
-	    "give EBADNONCE");
-	report(rekey_both(), "transport default: rekey on both sides keeps "
-	    "the stream working");
-	report(rekey_one_side(), "transport default: rekey on one side only "
-	    "gives EBADTAG");
-	report(rekey_due_time(), "transport default: rekey due by time");
-	ok = rekey_due_bytes(pkt, &secs);
-	report(ok, "transport default: rekey due "
-	    "after PROTO_REKEY_BYTES sealed, not before");
-	fprintf(stderr, "note: sealing 1 GiB took %.2f s\n", secs);
+	if (nnoise_suites == 2)
+		report(suites_apart(), "transport: under one key, an AESGCM "
+		    "packet does not open as ChaChaPoly nor back (EBADTAG at "
+		    "counter 0, EBADNONCE at 1)");
 	free(pkt);
 	free(pt);
 }
@@ -2346,10 +2659,14 @@ test_transport(void)
 
 /* Two handshakes and the message in flight between them. */
 struct pair {
-	int classic;
+	int suite;			/* PROTO_AESGCM, ... */
 	int empty;			/* send empty payloads, not names */
 	const uint8_t *psk[2];
 	const uint8_t *e[2];
+	const uint8_t *prologue[2];
+	size_t prologuelen[2];
+	proto_trace_fn *trace;
+	void *trace_arg[2];
 	struct proto_hs *hs[2];		/* [0] connector, [1] listener */
 	int step;			/* messages delivered */
 	int writer;			/* side that wrote msg */
@@ -2360,12 +2677,12 @@ struct pair {
 };
 
 static struct pair *
-pair_new(int classic, const uint8_t *psk0, const uint8_t *psk1)
+pair_new(int suite, const uint8_t *psk0, const uint8_t *psk1)
 {
 	struct pair *p = xmalloc(sizeof(*p));
 
 	memset(p, 0, sizeof(*p));
-	p->classic = classic;
+	p->suite = suite;
 	p->psk[0] = psk0;
 	p->psk[1] = psk1;
 	return (p);
@@ -2382,6 +2699,14 @@ pair_free(struct pair *p)
 	free(p);
 }
 
+/* Is p a classic pair? */
+static int
+pair_classic(const struct pair *p)
+{
+
+	return (p->suite == PROTO_CLASSIC);
+}
+
 /* Create both handshakes with the test static keys. */
 static int
 pair_start(struct pair *p)
@@ -2392,10 +2717,14 @@ pair_start(struct pair *p)
 	for (i = 0; i < 2; i++) {
 		memset(&hp, 0, sizeof(hp));
 		hp.initiator = (i == 0);
-		hp.classic = p->classic;
-		hp.s = p->classic ? NULL : statics[i];
+		hp.suite = p->suite;
+		hp.s = pair_classic(p) ? NULL : statics[i];
 		hp.psk = p->psk[i];
 		hp.e = p->e[i];
+		hp.prologue = p->prologue[i];
+		hp.prologuelen = p->prologuelen[i];
+		hp.trace = p->trace;
+		hp.trace_arg = p->trace_arg[i];
 		if ((p->hs[i] = proto_hs_new(&hp)) == NULL)
 			return (why("proto_hs_new: %s", strerror(errno)));
 	}
@@ -2407,7 +2736,8 @@ static const char *
 pair_payload(const struct pair *p)
 {
 
-	return (p->classic || p->empty || p->step > 2 ? "" : names[p->step]);
+	return (pair_classic(p) || p->empty || p->step > 2 ? "" :
+	    names[p->step]);
 }
 
 /* The side whose turn it is writes the next message. */
@@ -2462,20 +2792,28 @@ pair_run(struct pair *p, int n)
 }
 
 /*
- * Start p, deliver the messages before msgno unchanged, and have msgno
- * written: it is then in flight in p->msg, unread.
+ * With p started, deliver the messages before msgno unchanged, and have
+ * msgno written: it is then in flight in p->msg, unread.
  */
 static int
-pair_upto(struct pair *p, int msgno)
+pair_upto_from(struct pair *p, int msgno)
 {
 	int rc;
 
-	if (!pair_start(p) || !pair_run(p, msgno - 1))
+	if (!pair_run(p, msgno - 1))
 		return (0);
 	if ((rc = pair_write(p)) != 0)
 		return (why("message %d: write: %s", msgno,
 		    proto_strerror(rc)));
 	return (1);
+}
+
+/* The same from the start: create p's handshakes first. */
+static int
+pair_upto(struct pair *p, int msgno)
+{
+
+	return (pair_start(p) && pair_upto_from(p, msgno));
 }
 
 /*
@@ -2535,7 +2873,7 @@ pair_split(struct pair *p, struct proto_cipher *tx[2],
 	int i, rc;
 
 	tx[0] = tx[1] = rx[0] = rx[1] = NULL;
-	if (!pair_start(p) || !pair_run(p, p->classic ? 2 : 3))
+	if (!pair_start(p) || !pair_run(p, pair_classic(p) ? 2 : 3))
 		return (0);
 	for (i = 0; i < 2; i++) {
 		if (proto_hs_next(p->hs[i]) != PROTO_HS_DONE)
@@ -2568,7 +2906,7 @@ hs_classic(void)
 {
 	uint8_t e[2][32], epub[2][32], secret[32], prk[32], key[32];
 	struct proto_cipher *tx[2], *rx[2], *ref = NULL;
-	struct pair *p = pair_new(1, NULL, NULL);
+	struct pair *p = pair_new(PROTO_CLASSIC, NULL, NULL);
 	int i, ok = 0;
 
 	for (i = 0; i < 2; i++) {
@@ -2609,13 +2947,32 @@ hs_classic(void)
 	}
 	if (crypto_kdf_hkdf_sha256_extract(prk, NULL, 0, secret, 32) != 0 ||
 	    crypto_kdf_hkdf_sha256_expand(key, 32, "handshake data", 14,
-	    prk) != 0 || (ref = cipher(key, 1)) == NULL)
+	    prk) != 0 || (ref = cipher(key, PROTO_CLASSIC)) == NULL)
 		goto done;
 	ok = send_one(tx[0], rx[1]) && send_one(tx[1], rx[0]) &&
 	    send_one(tx[0], ref) && send_one(tx[1], ref);
 done:
 	ciphers_free(tx, rx);
 	proto_cipher_free(ref);
+	pair_free(p);
+	return (ok);
+}
+
+/* Classic messages carry no payload: one is refused with ESTATE. */
+static int
+hs_classic_payload(void)
+{
+	struct pair *p = pair_new(PROTO_CLASSIC, NULL, NULL);
+	int rc, ok = 0;
+
+	if (!pair_start(p))
+		goto done;
+	if ((rc = proto_hs_write(p->hs[1], (const uint8_t *)"x", 1, p->msg,
+	    &p->msglen)) != PROTO_ESTATE)
+		why("classic write with a payload gave %s", proto_strerror(rc));
+	else
+		ok = 1;
+done:
 	pair_free(p);
 	return (ok);
 }
@@ -2627,9 +2984,9 @@ done:
  * writes message 2 after reading message 1.
  */
 static int
-hs_loworder(int classic, const uint8_t key[32], int msgno)
+hs_loworder(int suite, const uint8_t key[32], int msgno)
 {
-	struct pair *p = pair_new(classic, NULL, NULL);
+	struct pair *p = pair_new(suite, NULL, NULL);
 	int rc, reader, ok = 0;
 
 	if (!pair_upto(p, msgno))
@@ -2650,43 +3007,50 @@ done:
 	return (ok);
 }
 
-/* Every low-order key libsodium refused in Wycheproof, and all zeros. */
+/*
+ * Every low-order key libsodium refused in Wycheproof, and all zeros, in
+ * classic and in each Noise suite.
+ */
 static void
 test_loworder(void)
 {
 	static const struct {
-		int classic;
+		int noise;
 		int msgno;		/* the message that carries the key */
 		const char *what;
 	} kinds[4] = {
-		{ 1, 2, "classic: the listener refuses a low-order key" },
-		{ 1, 1, "classic: the connector refuses a low-order key" },
-		{ 0, 1,
-		    "noise: a low-order e in message 1 stops the responder" },
-		{ 0, 2,
-		    "noise: a low-order e in message 2 stops the initiator" },
+		{ 0, 2, "the listener refuses a low-order key" },
+		{ 0, 1, "the connector refuses a low-order key" },
+		{ 1, 1, "a low-order e in message 1 stops the responder" },
+		{ 1, 2, "a low-order e in message 2 stops the initiator" },
 	};
-	size_t i;
-	int kind, ok;
+	size_t i, k;
+	int kind, suite, ok;
 
-	for (kind = 0; kind < 4; kind++) {
-		ok = 1;
-		if (nloworder == 0)
-			ok = why("no low-order keys were read from Wycheproof");
-		for (i = 0; ok && i <= nloworder; i++) {
-			const uint8_t *key = i < nloworder ? loworder[i] :
-			    zero32;
+	for (k = 0; k < nall_suites; k++) {
+		suite = all_suites[k];
+		for (kind = 0; kind < 4; kind++) {
+			if (kinds[kind].noise != (suite != PROTO_CLASSIC))
+				continue;
+			ok = 1;
+			if (nloworder == 0)
+				ok = why("no low-order keys were read from "
+				    "Wycheproof");
+			for (i = 0; ok && i <= nloworder; i++) {
+				const uint8_t *key = i < nloworder ?
+				    loworder[i] : zero32;
 
-			ok = hs_loworder(kinds[kind].classic, key,
-			    kinds[kind].msgno);
-			if (!ok && i < nloworder)
-				why_in("a Wycheproof key");
-			else if (!ok)
-				why_in("the all-zero key");
+				ok = hs_loworder(suite, key,
+				    kinds[kind].msgno);
+				if (!ok && i < nloworder)
+					why_in("a Wycheproof key");
+				else if (!ok)
+					why_in("the all-zero key");
+			}
+			report(ok, "handshake %s: %s (%zu Wycheproof low-order "
+			    "keys and the all-zero key): ELOWORDER",
+			    suite_label(suite), kinds[kind].what, nloworder);
 		}
-		report(ok, "handshake %s (%zu Wycheproof low-order keys and "
-		    "the all-zero key): ELOWORDER", kinds[kind].what,
-		    nloworder);
 	}
 }
 
@@ -2696,17 +3060,23 @@ test_loworder(void)
  * ciphers work both ways.
  */
 static int
-hs_noise(const uint8_t *psk)
+hs_noise(int suite, const uint8_t *psk)
 {
-	struct pair *p = pair_new(0, psk, psk);
+	struct pair *p = pair_new(suite, psk, psk);
 	struct proto_cipher *tx[2], *rx[2];
 	char code[2][PROTO_CODELEN + 1];
+	const uint8_t *h2;
 	int i, ok = 0;
 
 	if (!pair_split(p, tx, rx) || !pair_knows(p, staticpubs))
 		goto done;
-	for (i = 0; i < 2; i++)
-		proto_session_code(code[i], proto_hs_hash(p->hs[i]));
+	for (i = 0; i < 2; i++) {
+		if ((h2 = proto_hs_h2(p->hs[i])) == NULL) {
+			why("side %d has no h2", i);
+			goto done;
+		}
+		proto_session_code(code[i], h2);
+	}
 	if (memcmp(proto_hs_hash(p->hs[0]), proto_hs_hash(p->hs[1]), 32) != 0 ||
 	    strcmp(code[0], code[1]) != 0) {
 		why("the handshake hashes or session codes differ");
@@ -2721,15 +3091,77 @@ done:
 }
 
 /*
+ * proto_hs_h2 in suite (psk: XXpsk3): NULL on both sides before message 2
+ * has gone, then the same on both; message 3 leaves it as it was, and it
+ * is not the final hash; both sides get the same session code from it.
+ * Classic (suite PROTO_CLASSIC) has none at any step.
+ */
+static int
+hs_h2(int suite, const uint8_t *psk)
+{
+	struct pair *p = pair_new(suite, psk, psk);
+	uint8_t h2[PROTO_KEYBYTES];
+	char code[2][PROTO_CODELEN + 1];
+	const uint8_t *a, *b;
+	int step, last = suite == PROTO_CLASSIC ? 2 : 3, ok = 0;
+
+	if (!pair_start(p))
+		goto done;
+	for (step = 0; step <= last; step++) {
+		if (!pair_run(p, step))
+			goto done;
+		a = proto_hs_h2(p->hs[0]);
+		b = proto_hs_h2(p->hs[1]);
+		if (suite == PROTO_CLASSIC || step < 2) {
+			if (a != NULL || b != NULL) {
+				why("h2 after %d messages", step);
+				goto done;
+			}
+			continue;
+		}
+		if (a == NULL || b == NULL) {
+			why("no h2 after %d messages", step);
+			goto done;
+		}
+		if (memcmp(a, b, PROTO_KEYBYTES) != 0) {
+			why("the sides' h2 differ after %d messages", step);
+			goto done;
+		}
+		if (step == 2)
+			memcpy(h2, a, PROTO_KEYBYTES);
+		else if (!same("h2 after message 3", a, PROTO_KEYBYTES, h2,
+		    PROTO_KEYBYTES))
+			goto done;
+	}
+	if (suite == PROTO_CLASSIC) {
+		ok = 1;
+		goto done;
+	}
+	if (memcmp(h2, proto_hs_hash(p->hs[0]), PROTO_KEYBYTES) == 0) {
+		why("h2 is the final hash");
+		goto done;
+	}
+	proto_session_code(code[0], proto_hs_h2(p->hs[0]));
+	proto_session_code(code[1], proto_hs_h2(p->hs[1]));
+	if (strcmp(code[0], code[1]) != 0)
+		why("session codes \"%s\" and \"%s\"", code[0], code[1]);
+	else
+		ok = 1;
+done:
+	pair_free(p);
+	return (ok);
+}
+
+/*
  * A packet sealed with c1 is refused by the sender's own c2, and back
  * (both counters at 0, so only the key can tell); each packet then opens
  * where it was meant to go.
  */
 static int
-reflection(void)
+reflection(int suite)
 {
 	uint8_t pkt[2][PROTO_HDRBYTES + 6];
-	struct pair *p = pair_new(0, NULL, NULL);
+	struct pair *p = pair_new(suite, NULL, NULL);
 	struct proto_cipher *tx[2], *rx[2];
 	int ok = 0;
 
@@ -2752,15 +3184,17 @@ done:
 
 /* PSKs that differ: messages 1 and 2 go, the responder refuses 3. */
 static int
-hs_psk_mismatch(void)
+hs_psk_mismatch(int suite)
 {
 	uint8_t a[32], b[32];
 	struct pair *p;
 	int rc, ok = 0;
 
 	randombytes_buf(a, sizeof(a));
-	randombytes_buf(b, sizeof(b));
-	p = pair_new(0, a, b);
+	memcpy(b, a, sizeof(b));
+	/* A near miss: one bit of the last byte. */
+	b[31] ^= 0x80;
+	p = pair_new(suite, a, b);
 	if (!pair_upto(p, 3))
 		goto done;
 	rc = pair_read(p);
@@ -2777,14 +3211,14 @@ done:
 
 /* A PSK on one side only: the handshake fails before both are done. */
 static int
-hs_psk_one_side(int side, int *code)
+hs_psk_one_side(int suite, int side, int *code)
 {
 	uint8_t psk[32];
 	struct pair *p;
 	int rc = 0, ok = 0;
 
 	randombytes_buf(psk, sizeof(psk));
-	p = pair_new(0, side == 0 ? psk : NULL, side == 1 ? psk : NULL);
+	p = pair_new(suite, side == 0 ? psk : NULL, side == 1 ? psk : NULL);
 	*code = 0;
 	if (!pair_start(p))
 		goto done;
@@ -2807,14 +3241,14 @@ done:
 }
 
 /*
- * Return the length of handshake message msgno between fresh peers with
- * psk on both sides (and empty payloads if empty); 0, with why, if it
- * cannot be written.
+ * Return the length of handshake message msgno between fresh peers of
+ * suite with psk on both sides (and empty payloads if empty); 0, with
+ * why, if it cannot be written.
  */
 static size_t
-hs_msglen(int classic, const uint8_t *psk, int empty, int msgno)
+hs_msglen(int suite, const uint8_t *psk, int empty, int msgno)
 {
-	struct pair *p = pair_new(classic, psk, psk);
+	struct pair *p = pair_new(suite, psk, psk);
 	size_t len = 0;
 
 	p->empty = empty;
@@ -2830,10 +3264,10 @@ hs_msglen(int classic, const uint8_t *psk, int empty, int msgno)
  * code in codes: [0] EBADTAG, [1] ELOWORDER, [2] any other.
  */
 static int
-hs_flip(int msgno, const uint8_t *psk, size_t i, size_t codes[3])
+hs_flip(int suite, int msgno, const uint8_t *psk, size_t i, size_t codes[3])
 {
 	struct proto_cipher *tx = NULL, *rx = NULL;
-	struct pair *p = pair_new(0, psk, psk);
+	struct pair *p = pair_new(suite, psk, psk);
 	char when[48];
 	int code, reader, ok = 0;
 
@@ -2871,16 +3305,17 @@ done:
  * gets the message's length.
  */
 static int
-hs_flips(int msgno, const uint8_t *psk, size_t *nbytes, size_t codes[3])
+hs_flips(int suite, int msgno, const uint8_t *psk, size_t *nbytes,
+    size_t codes[3])
 {
 	size_t i;
 	int ok;
 
 	codes[0] = codes[1] = codes[2] = 0;
-	*nbytes = hs_msglen(0, psk, 0, msgno);
+	*nbytes = hs_msglen(suite, psk, 0, msgno);
 	ok = *nbytes > 0;
 	for (i = 0; ok && i < *nbytes; i++)
-		ok = hs_flip(msgno, psk, i, codes);
+		ok = hs_flip(suite, msgno, psk, i, codes);
 	return (ok);
 }
 
@@ -2889,9 +3324,9 @@ hs_flips(int msgno, const uint8_t *psk, size_t *nbytes, size_t codes[3])
  * with zeros, to len bytes: it must refuse it with EBADMSG and be failed.
  */
 static int
-hs_cut(int classic, int msgno, const uint8_t *psk, size_t len)
+hs_cut(int suite, int msgno, const uint8_t *psk, size_t len)
 {
-	struct pair *p = pair_new(classic, psk, psk);
+	struct pair *p = pair_new(suite, psk, psk);
 	char where[32];
 	int rc, reader, ok = 0;
 
@@ -2921,24 +3356,24 @@ done:
  * *full gets the message's whole length.
  */
 static int
-hs_truncs(int classic, int msgno, const uint8_t *psk, size_t *full)
+hs_truncs(int suite, int msgno, const uint8_t *psk, size_t *full)
 {
 	size_t len;
 	int ok;
 
-	*full = hs_msglen(classic, psk, 1, msgno);
+	*full = hs_msglen(suite, psk, 1, msgno);
 	ok = *full > 0;
 	for (len = 0; ok && len < *full; len++)
-		ok = hs_cut(classic, msgno, psk, len);
+		ok = hs_cut(suite, msgno, psk, len);
 	/* Classic keys are exactly 32 bytes: one more is no better. */
-	if (ok && classic)
-		ok = hs_cut(classic, msgno, psk, *full + 1);
+	if (ok && suite == PROTO_CLASSIC)
+		ok = hs_cut(suite, msgno, psk, *full + 1);
 	return (ok);
 }
 
 /* Calls out of turn give ESTATE; so does splitting before the end. */
 static int
-hs_states(void)
+hs_states(int suite)
 {
 	struct proto_cipher *tx = NULL, *rx = NULL;
 	struct proto_hs_params hp;
@@ -2947,7 +3382,7 @@ hs_states(void)
 	int rc, ok = 0;
 
 	/* At the start: the initiator cannot read, the responder write. */
-	p = pair_new(0, NULL, NULL);
+	p = pair_new(suite, NULL, NULL);
 	if (!pair_start(p))
 		goto done;
 	if ((rc = proto_hs_read(p->hs[0], p->msg, 32, p->payload,
@@ -2960,7 +3395,7 @@ hs_states(void)
 	pair_free(p);
 
 	/* After message 1: neither side can split. */
-	p = pair_new(0, NULL, NULL);
+	p = pair_new(suite, NULL, NULL);
 	if (!pair_start(p) || !pair_run(p, 1) ||
 	    !split_refused(p->hs[0], &tx, &rx, "before the end") ||
 	    !split_refused(p->hs[1], &tx, &rx, "before the end"))
@@ -2968,7 +3403,7 @@ hs_states(void)
 	pair_free(p);
 
 	/* Done: one split each; no second one, no more messages. */
-	p = pair_new(0, NULL, NULL);
+	p = pair_new(suite, NULL, NULL);
 	if (!pair_start(p) || !pair_run(p, 3))
 		goto done;
 	if ((rc = proto_hs_split(p->hs[0], &tx, &rx)) != 0) {
@@ -2986,21 +3421,11 @@ hs_states(void)
 		why("after the end: got %s", proto_strerror(rc));
 		goto done;
 	}
-	pair_free(p);
 
-	/* Classic messages carry no payload. */
-	p = pair_new(1, NULL, NULL);
-	if (!pair_start(p))
-		goto done;
-	if ((rc = proto_hs_write(p->hs[1], (const uint8_t *)"x", 1, p->msg,
-	    &p->msglen)) != PROTO_ESTATE) {
-		why("classic write with a payload gave %s", proto_strerror(rc));
-		goto done;
-	}
-
-	/* Noise needs a static key. */
+	/* A Noise suite needs a static key. */
 	memset(&hp, 0, sizeof(hp));
 	hp.initiator = 1;
+	hp.suite = suite;
 	errno = 0;
 	if ((hs = proto_hs_new(&hp)) != NULL || errno != EINVAL) {
 		proto_hs_free(hs);
@@ -3014,87 +3439,435 @@ done:
 	return (ok);
 }
 
-/* The session code is "xxxx-xxxx-xxxx", lowercase hex of 6 bytes. */
+/*
+ * A NULL prologue is an empty one: with the same keys, ephemeral keys
+ * included, a pair with NULL prologues and one with empty non-NULL ones
+ * reach the same hash.  And it is no longer "x25519chat/1": a listener
+ * with that prologue fails the connector at message 2 (EBADTAG).
+ */
 static int
-session_code(void)
+hs_null_prologue(int suite)
 {
-	static const uint8_t h1[32] = { 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
-	    0xcd, 0xef };
-	static const uint8_t h2[32] = { 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54,
-	    0x32, 0x10 };
-	uint8_t h[32], back[6];
-	char out[PROTO_CODELEN + 8], hex[13];
-	int i;
+	static const uint8_t old[] = "x25519chat/1";
+	uint8_t e[2][32], hash[PROTO_KEYBYTES];
+	struct pair *p;
+	int i, rc, ok = 0;
 
-	memset(out, 'Z', sizeof(out));
-	proto_session_code(out, h1);
-	if (strcmp(out, "0123-4567-89ab") != 0 || out[PROTO_CODELEN + 1] != 'Z')
-		return (why("got \"%.14s\" for 0123456789ab...", out));
-	proto_session_code(out, h2);
-	if (strcmp(out, "fedc-ba98-7654") != 0)
-		return (why("got \"%.14s\" for fedcba987654...", out));
-	randombytes_buf(h, sizeof(h));
-	proto_session_code(out, h);
-	if (strlen(out) != PROTO_CODELEN || out[4] != '-' || out[9] != '-')
-		return (why("\"%s\" is not xxxx-xxxx-xxxx", out));
-	for (i = 0; i < PROTO_CODELEN; i++)
-		if (i != 4 && i != 9 && !((out[i] >= '0' && out[i] <= '9') ||
-		    (out[i] >= 'a' && out[i] <= 'f')))
-			return (why("\"%s\" is not lowercase hex", out));
-	memcpy(hex, out, 4);
-	memcpy(hex + 4, out + 5, 4);
-	memcpy(hex + 8, out + 10, 4);
-	hex[12] = '\0';
-	if (sodium_hex2bin(back, sizeof(back), hex, 12, NULL, NULL, NULL) != 0)
-		return (why("\"%s\" does not decode", out));
-	return (same("session code bytes", back, 6, h, 6));
+	for (i = 0; i < 2; i++)
+		randombytes_buf(e[i], sizeof(e[i]));
+	for (i = 0; i < 2; i++) {
+		p = pair_new(suite, NULL, NULL);
+		p->e[0] = e[0];
+		p->e[1] = e[1];
+		if (i == 1)
+			p->prologue[0] = p->prologue[1] = old;
+		if (!pair_start(p) || !pair_run(p, 3)) {
+			pair_free(p);
+			return (why_in(i == 0 ? "NULL prologues" :
+			    "empty prologues"));
+		}
+		if (i == 0)
+			memcpy(hash, proto_hs_hash(p->hs[0]), sizeof(hash));
+		else if (memcmp(hash, proto_hs_hash(p->hs[0]),
+		    sizeof(hash)) != 0) {
+			pair_free(p);
+			return (why("NULL and empty prologues give different "
+			    "hashes"));
+		}
+		pair_free(p);
+	}
+	p = pair_new(suite, NULL, NULL);
+	p->prologue[1] = old;
+	p->prologuelen[1] = sizeof(old) - 1;
+	if (pair_upto(p, 2)) {
+		rc = pair_read(p);
+		if (!(ok = hs_failed(p, 0, rc, PROTO_EBADTAG)))
+			why_in("\"x25519chat/1\" at the listener, NULL at the "
+			    "connector");
+	}
+	pair_free(p);
+	return (ok);
 }
 
+/* What a trace callback saw on one side. */
+struct traced {
+	uint8_t keys[16][PROTO_KEYBYTES];	/* values flagged pubkey */
+	int nkeys;
+	int bad;			/* a flagged value not 32 bytes */
+	int nullflag;			/* buf NULL, yet flagged */
+};
+
+/* A proto_trace_fn: keep what arg, a struct traced, must know. */
+static void
+trace_record(void *arg, const char *what, const uint8_t *buf, size_t len,
+    int pubkey)
+{
+	struct traced *t = arg;
+
+	(void)what;
+	if (!pubkey)
+		return;
+	if (buf == NULL)
+		t->nullflag = 1;
+	else if (len != PROTO_KEYBYTES)
+		t->bad = 1;
+	else if (t->nkeys < 16)
+		memcpy(t->keys[t->nkeys++], buf, PROTO_KEYBYTES);
+}
+
+/* Is key among the values t saw flagged? */
+static int
+traced_has(const struct traced *t, const uint8_t key[PROTO_KEYBYTES])
+{
+	int i;
+
+	for (i = 0; i < t->nkeys; i++)
+		if (memcmp(t->keys[i], key, PROTO_KEYBYTES) == 0)
+			return (1);
+	return (0);
+}
+
+/*
+ * The trace's pubkey flag: each side flags every public key it has or
+ * learns (Noise: both static and both ephemeral keys; classic: both
+ * ephemeral keys), and nothing that is not one of them.
+ */
+static int
+hs_trace(int suite)
+{
+	struct traced t[2];
+	uint8_t e[2][32], pub[4][32];
+	struct pair *p = pair_new(suite, NULL, NULL);
+	int i, j, n, ok = 0;
+
+	memset(t, 0, sizeof(t));
+	for (i = 0; i < 2; i++) {
+		randombytes_buf(e[i], sizeof(e[i]));
+		crypto_scalarmult_base(pub[i], e[i]);
+		memcpy(pub[2 + i], staticpubs[i], 32);
+		p->e[i] = e[i];
+		p->trace_arg[i] = &t[i];
+	}
+	p->trace = trace_record;
+	n = suite == PROTO_CLASSIC ? 2 : 4;
+	if (!pair_start(p) || !pair_run(p, suite == PROTO_CLASSIC ? 2 : 3))
+		goto done;
+	for (i = 0; i < 2; i++) {
+		if (t[i].bad || t[i].nullflag) {
+			why("side %d flagged a value that is not 32 bytes", i);
+			goto done;
+		}
+		for (j = 0; j < t[i].nkeys; j++)
+			if (memcmp(t[i].keys[j], pub[0], 32) != 0 &&
+			    memcmp(t[i].keys[j], pub[1], 32) != 0 &&
+			    (n == 2 || (memcmp(t[i].keys[j], pub[2], 32) != 0 &&
+			    memcmp(t[i].keys[j], pub[3], 32) != 0))) {
+				why("side %d flagged a value that is no public "
+				    "key", i);
+				goto done;
+			}
+		for (j = 0; j < n; j++)
+			if (!traced_has(&t[i], pub[j])) {
+				why("side %d did not flag the %s %s key", i,
+				    j % 2 == i ? "own" : "peer's",
+				    j < 2 ? "ephemeral" : "static");
+				goto done;
+			}
+	}
+	ok = 1;
+done:
+	pair_free(p);
+	return (ok);
+}
+
+/*
+ * Downgrades.  The hello's frames reach the handshake only through the
+ * prologue, so a man in the middle who changes either frame must make the
+ * handshake fail before the connector sends anything of its own.
+ */
+
+/*
+ * Run a pair of suite (psk: XXpsk3) whose sides have the prologues pro[0]
+ * and pro[1].  In XX the connector must refuse message 2 with EBADTAG;
+ * in XXpsk3 message 1 already carries a tag, and the listener must refuse
+ * it.
+ */
+static int
+hs_split_prologue(int suite, const uint8_t *psk, const uint8_t *pro[2],
+    const size_t prolen[2])
+{
+	struct pair *p = pair_new(suite, psk, psk);
+	int msgno = psk != NULL ? 1 : 2, rc, ok = 0;
+
+	p->prologue[0] = pro[0];
+	p->prologue[1] = pro[1];
+	p->prologuelen[0] = prolen[0];
+	p->prologuelen[1] = prolen[1];
+	if (pair_upto(p, msgno)) {
+		rc = pair_read(p);
+		ok = hs_failed(p, msgno == 1 ? 1 : 0, rc, PROTO_EBADTAG);
+	}
+	pair_free(p);
+	return (ok);
+}
+
+/*
+ * The prologue of a hello that agrees on suite: the connector offers
+ * both suites in mode (XX or PSK), the listener runs only suite.  Return
+ * its length, or 0 with why.
+ */
+static size_t
+hello_prologue_for(int suite, int mode, uint8_t out[PROTO_PROLOGUEMAX])
+{
+	struct proto_hello c, l;
+	int rc;
+
+	if ((rc = proto_hello_offer(&c, PROTO_OFFER_AESGCM |
+	    PROTO_OFFER_CHACHAPOLY, mode)) != 0 ||
+	    (rc = proto_hello_answer(&l, c.f1, c.f1len, suite ==
+	    PROTO_AESGCM ? PROTO_OFFER_AESGCM : PROTO_OFFER_CHACHAPOLY,
+	    mode == PROTO_MODE_PSK, 0)) != 0 ||
+	    (rc = proto_hello_read_answer(&c, l.f2, l.f2len)) != 0) {
+		why("hello: %s", proto_strerror(rc));
+		return (0);
+	}
+	if (c.choice != suite)
+		return (why("hello chose %d, not %d", c.choice, suite));
+	return (proto_hello_prologue(&c, out));
+}
+
+/*
+ * Every one-byte change of the prologue at the listener (each byte in
+ * turn, xor 1), and a prologue one byte shorter or longer, fails the
+ * handshake as hs_split_prologue says.  *nbytes gets the prologue's
+ * length.
+ */
+static int
+downgrade_bytes(int suite, const uint8_t *psk, size_t *nbytes)
+{
+	uint8_t pro[PROTO_PROLOGUEMAX + 1], bent[PROTO_PROLOGUEMAX + 1];
+	const uint8_t *pp[2];
+	size_t len, plen[2], i;
+	char where[48];
+
+	*nbytes = 0;
+	if ((len = hello_prologue_for(suite, psk != NULL ? PROTO_MODE_PSK :
+	    PROTO_MODE_XX, pro)) == 0)
+		return (0);
+	*nbytes = len;
+	pp[0] = pro;
+	pp[1] = bent;
+	plen[0] = len;
+	for (i = 0; i < len + 2; i++) {
+		memcpy(bent, pro, len);
+		plen[1] = len;
+		if (i < len) {
+			bent[i] ^= 1;
+			snprintf(where, sizeof(where), "byte %zu changed", i);
+		} else if (i == len) {
+			plen[1] = len - 1;
+			snprintf(where, sizeof(where), "the last byte gone");
+		} else {
+			bent[len] = 0;
+			plen[1] = len + 1;
+			snprintf(where, sizeof(where), "a zero byte more");
+		}
+		if (!hs_split_prologue(suite, psk, pp, plen))
+			return (why_in(where));
+	}
+	return (1);
+}
+
+/*
+ * A man in the middle takes AESGCM out of the offer, so that the
+ * listener, which runs both, answers ChaChaPoly, a choice the connector
+ * did offer and accepts.  The hello looks fine to both; the handshake in
+ * ChaChaPoly must not.
+ */
+static int
+downgrade_strip(const uint8_t *psk)
+{
+	struct proto_hello c, l;
+	uint8_t f1[PROTO_HELLOMAX], pro[2][PROTO_PROLOGUEMAX];
+	const uint8_t *pp[2] = { pro[0], pro[1] };
+	size_t plen[2];
+	int mode = psk != NULL ? PROTO_MODE_PSK : PROTO_MODE_XX, rc;
+
+	if ((rc = proto_hello_offer(&c, PROTO_OFFER_AESGCM |
+	    PROTO_OFFER_CHACHAPOLY, mode)) != 0)
+		return (why("offer: %s", proto_strerror(rc)));
+	memcpy(f1, c.f1, c.f1len);
+	f1[1] = PROTO_OFFER_CHACHAPOLY;
+	if ((rc = proto_hello_answer(&l, f1, c.f1len, PROTO_OFFER_AESGCM |
+	    PROTO_OFFER_CHACHAPOLY, psk != NULL, 0)) != 0 ||
+	    l.choice != PROTO_CHACHAPOLY)
+		return (why("answer: %s, choice %d", proto_strerror(rc),
+		    l.choice));
+	if ((rc = proto_hello_read_answer(&c, l.f2, l.f2len)) != 0 ||
+	    c.choice != PROTO_CHACHAPOLY)
+		return (why("read_answer: %s, choice %d", proto_strerror(rc),
+		    c.choice));
+	plen[0] = proto_hello_prologue(&c, pro[0]);
+	plen[1] = proto_hello_prologue(&l, pro[1]);
+	return (hs_split_prologue(PROTO_CHACHAPOLY, psk, pp, plen));
+}
+
+/*
+ * A man in the middle turns the listener's choice of AESGCM into
+ * ChaChaPoly: each side then runs the suite it believes in, with the
+ * frame 2 it saw in its prologue, and the connector must refuse message
+ * 2 (EBADTAG).
+ */
+static int
+downgrade_choice(void)
+{
+	struct proto_hs_params hp;
+	struct proto_hello c, l;
+	uint8_t f2, pro[2][PROTO_PROLOGUEMAX];
+	struct pair *p = NULL;
+	int rc, ok = 0;
+
+	if ((rc = proto_hello_offer(&c, PROTO_OFFER_AESGCM |
+	    PROTO_OFFER_CHACHAPOLY, PROTO_MODE_XX)) != 0 ||
+	    (rc = proto_hello_answer(&l, c.f1, c.f1len, PROTO_OFFER_AESGCM |
+	    PROTO_OFFER_CHACHAPOLY, 0, 0)) != 0 || l.choice != PROTO_AESGCM)
+		return (why("hello: %s, choice %d", proto_strerror(rc),
+		    l.choice));
+	f2 = PROTO_CHACHAPOLY;
+	if ((rc = proto_hello_read_answer(&c, &f2, 1)) != 0)
+		return (why("read_answer: %s", proto_strerror(rc)));
+	/*
+	 * A pair runs one suite: start it in ChaChaPoly, then put a
+	 * listener in AESGCM in place of its own.
+	 */
+	p = pair_new(PROTO_CHACHAPOLY, NULL, NULL);
+	p->prologue[0] = pro[0];
+	p->prologue[1] = pro[1];
+	p->prologuelen[0] = proto_hello_prologue(&c, pro[0]);
+	p->prologuelen[1] = proto_hello_prologue(&l, pro[1]);
+	if (!pair_start(p))
+		goto done;
+	proto_hs_free(p->hs[1]);
+	memset(&hp, 0, sizeof(hp));
+	hp.suite = PROTO_AESGCM;
+	hp.s = statics[1];
+	hp.prologue = pro[1];
+	hp.prologuelen = p->prologuelen[1];
+	if ((p->hs[1] = proto_hs_new(&hp)) == NULL) {
+		why("proto_hs_new: %s", strerror(errno));
+		goto done;
+	}
+	if (!pair_upto_from(p, 2))
+		goto done;
+	rc = pair_read(p);
+	ok = hs_failed(p, 0, rc, PROTO_EBADTAG);
+done:
+	pair_free(p);
+	return (ok);
+}
+
+/* Every handshake check in memory, classic and in each Noise suite. */
 static void
 test_handshakes(void)
 {
 	static const int msgs[] = { 2, 3 };
 	uint8_t psk[32];
-	size_t n, codes[3], m1 = 0, m1p = 0, m2 = 0, m3 = 0, c1, c2;
-	int i, code[2] = { 0, 0 }, ok;
+	size_t k, n, codes[3], m1, m1p, m2, m3, m3p, c1, c2;
+	const char *sn;
+	int i, suite, code[2], ok;
 
 	randombytes_buf(psk, sizeof(psk));
-	report(hs_classic(), "handshake classic: listener first, same secret "
-	    "as X25519 here, split ciphers interoperate under the HKDF key");
-	test_loworder();
-	report(hs_noise(NULL), "handshake noise XX: both done, same hash and "
-	    "session code, remote static keys, split ciphers both ways");
-	report(hs_noise(psk), "handshake noise XXpsk3: both done, same hash "
-	    "and session code, remote static keys, split ciphers both ways");
-	report(reflection(), "transport default: a reflected packet (c1 "
-	    "opened with c2) gives EBADTAG");
-	report(hs_psk_mismatch(), "handshake noise: mismatched PSKs, the "
-	    "responder refuses message 3 with EBADTAG");
-	ok = hs_psk_one_side(0, &code[0]) && hs_psk_one_side(1, &code[1]);
-	report(ok, "handshake noise: a PSK on one side only fails (%s; %s)",
-	    proto_strerror(code[0]), proto_strerror(code[1]));
-	for (i = 0; i < 4; i++) {
-		n = 0;
-		ok = hs_flips(msgs[i % 2], i < 2 ? NULL : psk, &n, codes);
-		report(ok && codes[0] + codes[1] + codes[2] == n && n > 0,
-		    "handshake noise %s: a bit flip in each of the %zu bytes of "
-		    "message %d is refused, reader failed (%zu EBADTAG, %zu "
-		    "ELOWORDER, %zu other)", i < 2 ? "XX" : "XXpsk3", n,
-		    msgs[i % 2], codes[0], codes[1], codes[2]);
+	if (crypto_aead_aes256gcm_is_available()) {
+		report(hs_classic(), "handshake classic: listener first, same "
+		    "secret as X25519 here, split ciphers interoperate under "
+		    "the HKDF key");
+		report(hs_classic_payload(), "handshake classic: a payload "
+		    "gives ESTATE");
+		ok = hs_truncs(PROTO_CLASSIC, 1, NULL, &c1) &&
+		    hs_truncs(PROTO_CLASSIC, 2, NULL, &c2);
+		report(ok, "handshake classic: a key of 0 to 31 or 33 bytes "
+		    "gives EBADMSG");
+		report(hs_h2(PROTO_CLASSIC, NULL), "proto_hs_h2 classic: NULL "
+		    "at every step");
+		report(hs_trace(PROTO_CLASSIC), "handshake classic: the trace "
+		    "flags both ephemeral public keys, and only them, as "
+		    "public keys");
 	}
-	ok = hs_truncs(0, 1, NULL, &m1) && hs_truncs(0, 1, psk, &m1p) &&
-	    hs_truncs(0, 2, NULL, &m2) && hs_truncs(0, 3, NULL, &m3);
-	report(ok, "handshake noise: messages cut short give EBADMSG (every "
-	    "length below message 1: %zu, message 1 with PSK: %zu, message "
-	    "2: %zu, message 3: %zu)",
-	    m1, m1p, m2, m3);
-	ok = hs_truncs(1, 1, NULL, &c1) && hs_truncs(1, 2, NULL, &c2);
-	report(ok, "handshake classic: a key of 0 to 31 or 33 bytes gives "
-	    "EBADMSG");
-	report(hs_states(), "handshake: calls out of turn and split before "
-	    "the end give ESTATE");
-	report(session_code(), "proto_session_code: xxxx-xxxx-xxxx, lowercase "
-	    "hex of the first 6 bytes");
+	test_loworder();
+	for (k = 0; k < nnoise_suites; k++) {
+		suite = noise_suites[k];
+		sn = suite_label(suite);
+		report(hs_noise(suite, NULL), "handshake XX %s: both done, "
+		    "same hash and session code, remote static keys, split "
+		    "ciphers both ways", sn);
+		report(hs_noise(suite, psk), "handshake XXpsk3 %s: both done, "
+		    "same hash and session code, remote static keys, split "
+		    "ciphers both ways", sn);
+		report(hs_h2(suite, NULL), "proto_hs_h2 XX %s: NULL on both "
+		    "sides before message 2, then equal, kept through message "
+		    "3, not the final hash; same session code", sn);
+		report(hs_h2(suite, psk), "proto_hs_h2 XXpsk3 %s: NULL on both "
+		    "sides before message 2, then equal, kept through message "
+		    "3, not the final hash; same session code", sn);
+		report(reflection(suite), "transport %s: a reflected packet "
+		    "(c1 opened with c2) gives EBADTAG", sn);
+		report(hs_psk_mismatch(suite), "handshake %s: PSKs one bit "
+		    "apart, the responder refuses message 3 with EBADTAG", sn);
+		code[0] = code[1] = 0;
+		ok = hs_psk_one_side(suite, 0, &code[0]) &&
+		    hs_psk_one_side(suite, 1, &code[1]);
+		report(ok, "handshake %s: a PSK on one side only fails "
+		    "(%s; %s)", sn, proto_strerror(code[0]),
+		    proto_strerror(code[1]));
+		for (i = 0; i < 4; i++) {
+			n = 0;
+			ok = hs_flips(suite, msgs[i % 2], i < 2 ? NULL : psk,
+			    &n, codes);
+			ok = ok && n > 0 &&
+			    codes[0] + codes[1] + codes[2] == n;
+			report(ok, "handshake %s %s: a bit flip in each of "
+			    "the %zu bytes of message %d is refused, reader "
+			    "failed (%zu EBADTAG, %zu ELOWORDER, %zu other)",
+			    i < 2 ? "XX" : "XXpsk3", sn, n, msgs[i % 2],
+			    codes[0], codes[1], codes[2]);
+		}
+		m1 = m1p = m2 = m3 = m3p = 0;
+		ok = hs_truncs(suite, 1, NULL, &m1) &&
+		    hs_truncs(suite, 1, psk, &m1p) &&
+		    hs_truncs(suite, 2, NULL, &m2) &&
+		    hs_truncs(suite, 3, NULL, &m3) &&
+		    hs_truncs(suite, 3, psk, &m3p);
+		report(ok, "handshake %s: messages cut short give EBADMSG "
+		    "(every length below message 1: %zu, message 1 with PSK: "
+		    "%zu, message 2: %zu, message 3: %zu, message 3 with PSK: "
+		    "%zu)", sn, m1, m1p, m2, m3, m3p);
+		report(hs_states(suite), "handshake %s: calls out of turn and "
+		    "split before the end give ESTATE; no static key gives "
+		    "EINVAL", sn);
+		report(hs_null_prologue(suite), "handshake %s: a NULL prologue "
+		    "is an empty one, not \"x25519chat/1\"", sn);
+		report(hs_trace(suite), "handshake %s: the trace flags all "
+		    "four public keys, and only them, as public keys", sn);
+		ok = downgrade_bytes(suite, NULL, &n);
+		report(ok, "downgrade %s XX: a prologue (hello of %zu bytes) "
+		    "changed in any one byte, or a byte shorter or longer, at "
+		    "the listener: the connector refuses message 2 (EBADTAG)",
+		    sn, n);
+		ok = downgrade_bytes(suite, psk, &n);
+		report(ok, "downgrade %s XXpsk3: a prologue (hello of %zu "
+		    "bytes) changed in any one byte, or a byte shorter or "
+		    "longer, at the listener: the listener refuses message 1 "
+		    "(EBADTAG)", sn, n);
+	}
+	report(downgrade_strip(NULL), "downgrade: AESGCM taken out of the "
+	    "offer, ChaChaPoly agreed by both hellos, the connector refuses "
+	    "message 2 (EBADTAG)");
+	report(downgrade_strip(psk), "downgrade: AESGCM taken out of a PSK "
+	    "offer, the listener refuses message 1 (EBADTAG)");
+	if (crypto_aead_aes256gcm_is_available())
+		report(downgrade_choice(), "downgrade: the listener's AESGCM "
+		    "turned into ChaChaPoly, the connector refuses message 2 "
+		    "(EBADTAG)");
 }
 
 /* Key text. */
@@ -3305,6 +4078,924 @@ test_keytext(void)
 	    "\" \", \"\\r\\n\" and others refused");
 	report(keypair(), "proto_keypair_new: clamped, public key is "
 	    "crypto_scalarmult_base");
+}
+
+/* The suites, packet bodies and their order, the hello, the session code. */
+
+/*
+ * What this CPU runs: proto_suites_available, proto_suite_usable and
+ * proto_suite_name agree with libsodium's view of hardware AES.
+ */
+static int
+suites_known(void)
+{
+	static const struct {
+		int suite;
+		const char *name;
+	} known[] = {
+		{ PROTO_AESGCM, "AESGCM" },
+		{ PROTO_CHACHAPOLY, "ChaChaPoly" },
+		{ PROTO_CLASSIC, "classic AES-256-GCM" },
+	};
+	int aes = crypto_aead_aes256gcm_is_available(), want, got;
+	size_t i;
+
+	want = PROTO_OFFER_CHACHAPOLY | (aes ? PROTO_OFFER_AESGCM : 0);
+	if ((got = proto_suites_available()) != want)
+		return (why("proto_suites_available gave %#x, want %#x", got,
+		    want));
+	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		want = known[i].suite == PROTO_CHACHAPOLY || aes;
+		errno = 0;
+		got = proto_suite_usable(known[i].suite);
+		if (got != want || (!got && errno != ENOTSUP))
+			return (why("proto_suite_usable(%d) gave %d (%s)",
+			    known[i].suite, got, strerror(errno)));
+		if (proto_suite_name(known[i].suite) == NULL ||
+		    strcmp(proto_suite_name(known[i].suite),
+		    known[i].name) != 0)
+			return (why("proto_suite_name(%d) is not \"%s\"",
+			    known[i].suite, known[i].name));
+	}
+	return (1);
+}
+
+/*
+ * Numbers that are no suite, the neighbours of the real ones and two
+ * whose low byte is one, are refused with EINVAL by proto_suite_usable,
+ * proto_cipher_new and proto_hs_new (for either role).
+ */
+static int
+suites_refused(size_t *n)
+{
+	static const int bad[] = { 0, 4, -1, 0x100 | PROTO_AESGCM,
+	    0x100 | PROTO_CHACHAPOLY };
+	struct proto_hs_params hp;
+	struct proto_cipher *c;
+	struct proto_hs *hs;
+	size_t i;
+	int role;
+
+	*n = sizeof(bad) / sizeof(bad[0]);
+	for (i = 0; i < *n; i++) {
+		errno = 0;
+		if (proto_suite_usable(bad[i]) != 0 || errno != EINVAL)
+			return (why("proto_suite_usable(%d) did not give 0 and "
+			    "EINVAL", bad[i]));
+		errno = 0;
+		if ((c = proto_cipher_new(zero32, bad[i])) != NULL ||
+		    errno != EINVAL) {
+			proto_cipher_free(c);
+			return (why("proto_cipher_new(suite %d) did not fail "
+			    "with EINVAL", bad[i]));
+		}
+		for (role = 0; role < 2; role++) {
+			memset(&hp, 0, sizeof(hp));
+			hp.initiator = role;
+			hp.suite = bad[i];
+			hp.s = statics[role];
+			errno = 0;
+			if ((hs = proto_hs_new(&hp)) != NULL ||
+			    errno != EINVAL) {
+				proto_hs_free(hs);
+				return (why("proto_hs_new(suite %d, initiator "
+				    "%d) did not fail with EINVAL", bad[i],
+				    role));
+			}
+		}
+	}
+	return (1);
+}
+
+static void
+test_suites(void)
+{
+	size_t n = 0;
+	int ok;
+
+	report(suites_known(), "suites: proto_suites_available, "
+	    "proto_suite_usable and proto_suite_name agree with this CPU");
+	ok = suites_refused(&n);
+	report(ok, "suites: %zu numbers that are no suite (0, 4, -1, 0x101, "
+	    "0x102) give EINVAL in proto_suite_usable, proto_cipher_new and "
+	    "proto_hs_new", n);
+}
+
+/* The name of packet type t, for messages. */
+static const char *
+type_name(int t)
+{
+
+	switch (t) {
+	case PROTO_DATA:
+		return ("DATA");
+	case PROTO_CLOSE:
+		return ("CLOSE");
+	case PROTO_REKEY:
+		return ("REKEY");
+	case PROTO_ACK:
+		return ("ACK");
+	case PROTO_ERROR:
+		return ("ERROR");
+	case PROTO_PING:
+		return ("PING");
+	default:
+		return ("an unknown type");
+	}
+}
+
+/*
+ * proto_body_check at the bounds of each type's body, and types that are
+ * none: past PING, the largest byte, and two whose low byte is a type.
+ */
+static int
+body_check(size_t *n)
+{
+	static const struct {
+		int type;
+		size_t len;
+		int ok;
+	} cases[] = {
+		{ PROTO_DATA, 0, 1 }, { PROTO_DATA, 1, 1 },
+		{ PROTO_DATA, PROTO_MAXPLAIN - 1, 1 },
+		{ PROTO_CLOSE, 0, 1 }, { PROTO_CLOSE, 1, 0 },
+		{ PROTO_CLOSE, PROTO_MAXPLAIN - 1, 0 },
+		{ PROTO_REKEY, 0, 1 }, { PROTO_REKEY, 1, 0 },
+		{ PROTO_ACK, 0, 1 }, { PROTO_ACK, 1, 0 },
+		{ PROTO_PING, 0, 1 }, { PROTO_PING, 1, 0 },
+		{ PROTO_ERROR, 0, 0 }, { PROTO_ERROR, 1, 1 },
+		{ PROTO_ERROR, PROTO_ERRORMAX, 1 },
+		{ PROTO_ERROR, PROTO_ERRORMAX + 1, 0 },
+		{ PROTO_ERROR, PROTO_MAXPLAIN - 1, 0 },
+		{ 6, 0, 0 }, { 6, 1, 0 }, { 255, 0, 0 },
+		{ 0x100 | PROTO_DATA, 0, 0 }, { 0x100 | PROTO_CLOSE, 0, 0 },
+		{ -1, 0, 0 },
+	};
+	size_t i;
+	int rc, want;
+
+	*n = sizeof(cases) / sizeof(cases[0]);
+	for (i = 0; i < *n; i++) {
+		want = cases[i].ok ? 0 : PROTO_EBADTYPE;
+		rc = proto_body_check(cases[i].type, cases[i].len);
+		if (rc != want)
+			return (why("type %d (%s) with %zu bytes: got %s, want "
+			    "%s", cases[i].type, type_name(cases[i].type),
+			    cases[i].len, proto_strerror(rc),
+			    proto_strerror(want)));
+	}
+	return (1);
+}
+
+/*
+ * One event of a session for struct proto_ends: a packet received ('r')
+ * or sent ('s'), the code it must give, and whether proto_ends_done must
+ * hold after it.
+ */
+struct ends_ev {
+	char dir;
+	int type;
+	size_t len;
+	int want;
+	int done;
+};
+
+#define RCV(t, l, w)	{ 'r', (t), (l), (w), 0 }
+#define SND(t, w)	{ 's', (t), 0, (w), 0 }
+#define RCV_DONE(t, l)	{ 'r', (t), (l), 0, 1 }
+#define SND_DONE(t)	{ 's', (t), 0, 0, 1 }
+#define SND_LATE(t, w)	{ 's', (t), 0, (w), 1 }
+#define NEV(a)		(sizeof(a) / sizeof((a)[0]))
+
+/*
+ * ends_run(initiator, ev, n):
+ * Play the n events ev on a fresh struct proto_ends of the role
+ * initiator.  Each must give its code; a refused one must leave the
+ * struct as it was and, if received, name the fault in *why; and
+ * proto_ends_done must say what each event expects.
+ */
+static int
+ends_run(int initiator, const struct ends_ev *ev, size_t n)
+{
+	struct proto_ends e, before;
+	const char *role = initiator ? "connector" : "listener";
+	const char *fault;
+	size_t i;
+	int rc, done;
+
+	memset(&e, 0, sizeof(e));
+	e.initiator = initiator;
+	for (i = 0; i < n; i++) {
+		before = e;
+		fault = NULL;
+		if (ev[i].dir == 'r')
+			rc = proto_ends_recv(&e, ev[i].type, ev[i].len, &fault);
+		else
+			rc = proto_ends_send(&e, ev[i].type);
+		if (rc != ev[i].want)
+			return (why("%s, event %zu (%s %s, %zu-byte body): got "
+			    "%s, want %s", role, i + 1, ev[i].dir == 'r' ?
+			    "receive" : "send", type_name(ev[i].type),
+			    ev[i].len, proto_strerror(rc),
+			    proto_strerror(ev[i].want)));
+		if (rc != 0 && memcmp(&e, &before, sizeof(e)) != 0)
+			return (why("%s, event %zu: refused, but the state "
+			    "changed", role, i + 1));
+		if (rc != 0 && ev[i].dir == 'r' &&
+		    (fault == NULL || fault[0] == '\0'))
+			return (why("%s, event %zu: refused without a reason",
+			    role, i + 1));
+		done = proto_ends_done(&e) != 0;
+		if (done != ev[i].done)
+			return (why("%s, event %zu: proto_ends_done is %d",
+			    role, i + 1, done));
+	}
+	return (1);
+}
+
+/* Play ev for both roles. */
+static int
+ends_both(const struct ends_ev *ev, size_t n)
+{
+
+	return (ends_run(1, ev, n) && ends_run(0, ev, n));
+}
+
+/*
+ * The connector's first packet rule: the listener's first packet is an
+ * empty DATA (it accepted us) or an ERROR; anything else is refused, and
+ * leaves the rule in force for the next packet.
+ */
+static int
+ends_first(void)
+{
+	static const struct ends_ev empty_data[] = {
+		RCV(PROTO_DATA, 0, 0), RCV(PROTO_DATA, 5, 0),
+	};
+	static const struct ends_ev error[] = {
+		RCV(PROTO_ERROR, 5, 0), RCV(PROTO_DATA, 3, 0),
+	};
+	static const struct ends_ev refused[] = {
+		RCV(PROTO_DATA, 1, PROTO_EORDER),
+		RCV(PROTO_DATA, 100, PROTO_EORDER),
+		RCV(PROTO_PING, 0, PROTO_EORDER),
+		RCV(PROTO_CLOSE, 0, PROTO_EORDER),
+		RCV(PROTO_REKEY, 0, PROTO_EORDER),
+		RCV(PROTO_ACK, 0, PROTO_EORDER),
+		RCV(PROTO_ERROR, 0, PROTO_EBADTYPE),
+		RCV(PROTO_ERROR, PROTO_ERRORMAX + 1, PROTO_EBADTYPE),
+		RCV(PROTO_DATA, 1, PROTO_EORDER),
+		RCV(PROTO_DATA, 0, 0),
+		RCV(PROTO_DATA, 1, 0),
+	};
+	/* Our CLOSE may go first; the peer's ACK still cannot be first. */
+	static const struct ends_ev ack_first[] = {
+		SND(PROTO_CLOSE, 0), RCV(PROTO_ACK, 0, PROTO_EORDER),
+		RCV(PROTO_DATA, 0, 0), RCV(PROTO_ACK, 0, 0),
+	};
+
+	return (ends_run(1, empty_data, NEV(empty_data)) &&
+	    ends_run(1, error, NEV(error)) &&
+	    ends_run(1, refused, NEV(refused)) &&
+	    ends_run(1, ack_first, NEV(ack_first)));
+}
+
+/* The listener has no first-packet rule: the connector speaks freely. */
+static int
+ends_listener_first(void)
+{
+	static const int types[] = { PROTO_PING, PROTO_CLOSE, PROTO_REKEY };
+	struct ends_ev ev[2] = { RCV(PROTO_DATA, 1, 0), RCV(PROTO_PING, 0, 0) };
+	static const struct ends_ev error[] = { RCV(PROTO_ERROR, 1, 0) };
+	static const struct ends_ev ack[] = {
+		RCV(PROTO_ACK, 0, PROTO_EORDER), RCV(PROTO_DATA, 9, 0),
+	};
+	size_t i;
+
+	if (!ends_run(0, ev, 1) || !ends_run(0, error, NEV(error)) ||
+	    !ends_run(0, ack, NEV(ack)))
+		return (0);
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		ev[0].type = types[i];
+		ev[0].len = 0;
+		if (!ends_run(0, ev, 2))
+			return (0);
+	}
+	return (1);
+}
+
+/*
+ * What may arrive, in both roles: no DATA (not even empty) after the
+ * peer's CLOSE, one CLOSE, no ACK before our CLOSE, one ACK; PING, REKEY
+ * and ERROR at any time; bad bodies give EBADTYPE wherever they come.
+ */
+static int
+ends_recv_order(void)
+{
+	static const struct ends_ev after_close[] = {
+		RCV(PROTO_DATA, 0, 0), RCV(PROTO_CLOSE, 0, 0),
+		RCV(PROTO_DATA, 1, PROTO_EORDER),
+		RCV(PROTO_DATA, 0, PROTO_EORDER),
+		RCV(PROTO_CLOSE, 0, PROTO_EORDER),
+		RCV(PROTO_PING, 0, 0), RCV(PROTO_REKEY, 0, 0),
+		RCV(PROTO_ERROR, 4, 0), RCV(PROTO_PING, 0, 0),
+		RCV(PROTO_CLOSE, 0, PROTO_EORDER),
+	};
+	static const struct ends_ev acks[] = {
+		RCV(PROTO_DATA, 0, 0), RCV(PROTO_ACK, 0, PROTO_EORDER),
+		SND(PROTO_CLOSE, 0), RCV(PROTO_ACK, 0, 0),
+		RCV(PROTO_ACK, 0, PROTO_EORDER),
+		/* The peer may still send DATA after our CLOSE. */
+		RCV(PROTO_DATA, 2, 0), RCV(PROTO_REKEY, 0, 0),
+		RCV(PROTO_ACK, 0, PROTO_EORDER),
+	};
+	static const struct ends_ev bodies[] = {
+		RCV(PROTO_DATA, 0, 0),
+		RCV(PROTO_CLOSE, 1, PROTO_EBADTYPE),
+		RCV(PROTO_PING, 1, PROTO_EBADTYPE),
+		RCV(PROTO_REKEY, 1, PROTO_EBADTYPE),
+		RCV(PROTO_ERROR, 0, PROTO_EBADTYPE),
+		RCV(PROTO_ERROR, PROTO_ERRORMAX + 1, PROTO_EBADTYPE),
+		RCV(6, 0, PROTO_EBADTYPE), RCV(255, 0, PROTO_EBADTYPE),
+		SND(PROTO_CLOSE, 0),
+		RCV(PROTO_ACK, 1, PROTO_EBADTYPE),
+		RCV(PROTO_ACK, 0, 0),
+		RCV(PROTO_CLOSE, 0, 0),
+		/* A bad body after CLOSE is a bad body, not DATA. */
+		RCV(PROTO_CLOSE, 1, PROTO_EBADTYPE),
+		RCV(6, 0, PROTO_EBADTYPE),
+	};
+
+	return (ends_both(after_close, NEV(after_close)) &&
+	    ends_both(acks, NEV(acks)) && ends_both(bodies, NEV(bodies)));
+}
+
+/*
+ * What we may send, in both roles: no DATA or CLOSE after our CLOSE, no
+ * ACK before the peer's CLOSE, one ACK; PING, REKEY and ERROR at any
+ * time.
+ */
+static int
+ends_send_order(void)
+{
+	static const struct ends_ev ev[] = {
+		RCV(PROTO_DATA, 0, 0),
+		SND(PROTO_ACK, PROTO_ESTATE),
+		SND(PROTO_DATA, 0), SND(PROTO_PING, 0),
+		SND(PROTO_CLOSE, 0),
+		SND(PROTO_DATA, PROTO_ESTATE),
+		SND(PROTO_CLOSE, PROTO_ESTATE),
+		SND(PROTO_ACK, PROTO_ESTATE),
+		SND(PROTO_PING, 0), SND(PROTO_REKEY, 0), SND(PROTO_ERROR, 0),
+		RCV(PROTO_CLOSE, 0, 0),
+		SND(PROTO_ACK, 0),
+		SND(PROTO_ACK, PROTO_ESTATE),
+		SND(PROTO_DATA, PROTO_ESTATE),
+		RCV_DONE(PROTO_ACK, 0),
+		SND_DONE(PROTO_PING),
+		SND_LATE(PROTO_ACK, PROTO_ESTATE),
+		SND_LATE(PROTO_CLOSE, PROTO_ESTATE),
+	};
+
+	return (ends_both(ev, NEV(ev)));
+}
+
+/*
+ * proto_ends_done: in either order of ending, and either role, only the
+ * last of the four events makes it true; and over all 16 combinations of
+ * the four flags, only all four together.
+ */
+static int
+ends_done(void)
+{
+	static const struct ends_ev we_first[] = {
+		RCV(PROTO_DATA, 0, 0), SND(PROTO_CLOSE, 0),
+		RCV(PROTO_ACK, 0, 0), RCV(PROTO_CLOSE, 0, 0),
+		SND_DONE(PROTO_ACK),
+	};
+	static const struct ends_ev peer_first[] = {
+		RCV(PROTO_DATA, 0, 0), RCV(PROTO_CLOSE, 0, 0),
+		SND(PROTO_ACK, 0), SND(PROTO_CLOSE, 0),
+		RCV_DONE(PROTO_ACK, 0),
+	};
+	static const struct ends_ev crossed[] = {
+		RCV(PROTO_DATA, 0, 0), SND(PROTO_CLOSE, 0),
+		RCV(PROTO_CLOSE, 0, 0), SND(PROTO_ACK, 0),
+		RCV_DONE(PROTO_ACK, 0),
+	};
+	struct proto_ends e;
+	int m;
+
+	if (!ends_both(we_first, NEV(we_first)) ||
+	    !ends_both(peer_first, NEV(peer_first)) ||
+	    !ends_both(crossed, NEV(crossed)))
+		return (0);
+	for (m = 0; m < 64; m++) {
+		memset(&e, 0, sizeof(e));
+		e.sent_close = m & 1;
+		e.got_ack = (m >> 1) & 1;
+		e.got_close = (m >> 2) & 1;
+		e.sent_ack = (m >> 3) & 1;
+		e.initiator = (m >> 4) & 1;
+		e.got_any = (m >> 5) & 1;
+		if ((proto_ends_done(&e) != 0) != ((m & 15) == 15))
+			return (why("flags %#x: proto_ends_done is %d", m,
+			    proto_ends_done(&e)));
+	}
+	return (1);
+}
+
+static void
+test_ends(void)
+{
+	size_t n = 0;
+	int ok;
+
+	ok = body_check(&n);
+	report(ok, "proto_body_check: %zu types and lengths at their bounds "
+	    "(DATA 0/1/65535, empty bodies 0/1, ERROR 0/1/200/201, types 6, "
+	    "255, 0x100, 0x101, -1)", n);
+	report(ends_first(), "proto_ends connector: the listener's first "
+	    "packet is an empty DATA or an ERROR; DATA of 1 byte, PING, "
+	    "CLOSE, REKEY, ACK first give EORDER and leave the rule in force");
+	report(ends_listener_first(), "proto_ends listener: no first-packet "
+	    "rule (DATA, PING, CLOSE, REKEY, ERROR first accepted; an ACK "
+	    "first is an ACK before our CLOSE)");
+	report(ends_recv_order(), "proto_ends_recv both roles: DATA after "
+	    "CLOSE, a second CLOSE, ACK before our CLOSE, a second ACK give "
+	    "EORDER; PING, REKEY, ERROR after CLOSE accepted; bad bodies give "
+	    "EBADTYPE; a refusal changes nothing and says why");
+	report(ends_send_order(), "proto_ends_send both roles: DATA or CLOSE "
+	    "after our CLOSE, ACK before the peer's CLOSE, a second ACK give "
+	    "ESTATE and change nothing; PING, REKEY, ERROR after CLOSE "
+	    "allowed");
+	report(ends_done(), "proto_ends_done: only once CLOSE and ACK went "
+	    "both ways (three orders of ending, both roles; 64 flag "
+	    "combinations)");
+}
+
+/* The hello, in memory. */
+
+/* Return 1 if h's frame 1 body is the len bytes want; else say why. */
+static int
+f1_is(const struct proto_hello *h, const uint8_t *want, size_t len)
+{
+
+	return (same("frame 1", h->f1, h->f1len, want, len));
+}
+
+/*
+ * proto_hello_offer: frame 1 is version | suites | mode for modes XX and
+ * PSK; another mode, or no known suite, gives ESTATE.
+ */
+static int
+hello_offer(void)
+{
+	static const struct {
+		int suites, mode, rc;
+		uint8_t f1[3];
+	} cases[] = {
+		{ 3, PROTO_MODE_XX, 0, { 2, 3, 0 } },
+		{ 1, PROTO_MODE_PSK, 0, { 2, 1, 1 } },
+		{ 2, PROTO_MODE_XX, 0, { 2, 2, 0 } },
+		{ 2, PROTO_MODE_PSK, 0, { 2, 2, 1 } },
+		{ 3, PROTO_MODE_CODE, PROTO_ESTATE, { 0 } },
+		{ 3, 3, PROTO_ESTATE, { 0 } },
+		{ 3, -1, PROTO_ESTATE, { 0 } },
+		{ 0, PROTO_MODE_XX, PROTO_ESTATE, { 0 } },
+		{ 0, PROTO_MODE_PSK, PROTO_ESTATE, { 0 } },
+		{ 4, PROTO_MODE_XX, PROTO_ESTATE, { 0 } },
+	};
+	struct proto_hello h;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		rc = proto_hello_offer(&h, cases[i].suites, cases[i].mode);
+		if (rc != cases[i].rc)
+			return (why("suites %d, mode %d: got %s, want %s",
+			    cases[i].suites, cases[i].mode, proto_strerror(rc),
+			    proto_strerror(cases[i].rc)));
+		if (rc != 0)
+			continue;
+		if (!f1_is(&h, cases[i].f1, 3))
+			return (why_in("offer"));
+		if (h.version != PROTO_VERSION || h.suites != cases[i].suites ||
+		    h.mode != cases[i].mode || h.choice != 0 || h.f2len != 0)
+			return (why("suites %d, mode %d: fields wrong",
+			    cases[i].suites, cases[i].mode));
+	}
+	return (1);
+}
+
+/*
+ * One frame 1 for proto_hello_answer: its first bytes (the rest of len
+ * are zeros), the listener's suites, PSK and busy, and the answer
+ * expected: a code, and the reason or the choice.
+ */
+struct answer_case {
+	const char *what;
+	uint8_t f1[3];
+	size_t len;
+	int suites, has_psk, busy;
+	int rc, reason, choice;
+};
+
+#define BOTH	(PROTO_OFFER_AESGCM | PROTO_OFFER_CHACHAPOLY)
+#define AES	PROTO_OFFER_AESGCM
+#define CHACHA	PROTO_OFFER_CHACHAPOLY
+#define REFUSED	PROTO_EREFUSED
+#define BADHELLO PROTO_EBADHELLO
+
+/* The refusals, and the order in which their rules apply. */
+static const struct answer_case answer_refusals[] = {
+	{ "version 1", { 1, 3, 0 }, 3, BOTH, 0, 0, REFUSED, 1, 0 },
+	{ "version 3", { 3, 3, 0 }, 3, BOTH, 0, 0, REFUSED, 1, 0 },
+	{ "version 0", { 0, 3, 0 }, 3, BOTH, 0, 0, REFUSED, 1, 0 },
+	{ "version 255", { 255, 3, 0 }, 3, BOTH, 0, 0, REFUSED, 1, 0 },
+	{ "version 1, 1 byte", { 1 }, 1, BOTH, 0, 0, REFUSED, 1, 0 },
+	{ "version 3, 1 byte", { 3 }, 1, BOTH, 0, 0, REFUSED, 1, 0 },
+	{ "version 3, 2 bytes", { 3, 3 }, 2, BOTH, 0, 0, REFUSED, 1, 0 },
+	{ "version 3, 4 bytes", { 3, 3, 0 }, 4, BOTH, 0, 0, REFUSED, 1, 0 },
+	{ "version 1, 51 bytes", { 1, 3, 0 }, 51, BOTH, 0, 0, REFUSED, 1, 0 },
+	{ "version 3, 255 bytes", { 3, 3, 0 }, PROTO_HELLOMAX, BOTH, 0, 0,
+	    REFUSED, 1, 0 },
+	{ "mode 2", { 2, 3, 2 }, 3, BOTH, 0, 0, REFUSED, 6, 0 },
+	{ "mode 2, 51 bytes", { 2, 3, 2 }, 51, BOTH, 0, 0, REFUSED, 6, 0 },
+	{ "mode 3", { 2, 3, 3 }, 3, BOTH, 0, 0, REFUSED, 6, 0 },
+	{ "mode 3, 51 bytes", { 2, 3, 3 }, 51, BOTH, 0, 0, REFUSED, 6, 0 },
+	{ "mode 255", { 2, 3, 255 }, 3, BOTH, 0, 0, REFUSED, 6, 0 },
+	{ "XX to a listener with a PSK", { 2, 3, 0 }, 3, BOTH, 1, 0, REFUSED,
+	    3, 0 },
+	{ "PSK to a listener without", { 2, 3, 1 }, 3, BOTH, 0, 0, REFUSED, 4,
+	    0 },
+	{ "AESGCM to ChaChaPoly", { 2, AES, 0 }, 3, CHACHA, 0, 0, REFUSED, 2,
+	    0 },
+	{ "ChaChaPoly to AESGCM", { 2, CHACHA, 0 }, 3, AES, 0, 0, REFUSED, 2,
+	    0 },
+	{ "no suite", { 2, 0, 0 }, 3, BOTH, 0, 0, REFUSED, 2, 0 },
+	{ "unknown suite bits only", { 2, 0xfc, 0 }, 3, BOTH, 0, 0, REFUSED,
+	    2, 0 },
+	{ "unknown bits in common only", { 2, 0xfd, 0 }, 3, 0xfe, 0, 0,
+	    REFUSED, 2, 0 },
+	{ "busy", { 2, 3, 0 }, 3, BOTH, 0, 1, REFUSED, 5, 0 },
+	{ "busy, PSK", { 2, 3, 1 }, 3, BOTH, 1, 1, REFUSED, 5, 0 },
+	{ "version before mode", { 1, 3, 2 }, 3, BOTH, 0, 0, REFUSED, 1, 0 },
+	{ "version before busy", { 3, 3, 0 }, 3, BOTH, 0, 1, REFUSED, 1, 0 },
+	{ "mode before PSK", { 2, 3, 2 }, 3, BOTH, 1, 0, REFUSED, 6, 0 },
+	{ "mode before busy", { 2, 3, 2 }, 3, BOTH, 0, 1, REFUSED, 6, 0 },
+	{ "PSK needed before suites", { 2, AES, 0 }, 3, CHACHA, 1, 0, REFUSED,
+	    3, 0 },
+	{ "no PSK before suites", { 2, AES, 1 }, 3, CHACHA, 0, 0, REFUSED, 4,
+	    0 },
+	{ "PSK before busy", { 2, 3, 0 }, 3, BOTH, 1, 1, REFUSED, 3, 0 },
+	{ "suites before busy", { 2, AES, 0 }, 3, CHACHA, 0, 1, REFUSED, 2,
+	    0 },
+};
+
+/* Frames of a shape no rule can answer: nothing is sent. */
+static const struct answer_case answer_malformed[] = {
+	{ "empty", { 0 }, 0, BOTH, 0, 0, BADHELLO, 0, 0 },
+	{ "version 2, 1 byte", { 2 }, 1, BOTH, 0, 0, BADHELLO, 0, 0 },
+	{ "version 2, 2 bytes", { 2, 3 }, 2, BOTH, 0, 0, BADHELLO, 0, 0 },
+	{ "mode 0, 4 bytes", { 2, 3, 0 }, 4, BOTH, 0, 0, BADHELLO, 0, 0 },
+	{ "mode 1, 4 bytes", { 2, 3, 1 }, 4, BOTH, 1, 0, BADHELLO, 0, 0 },
+	{ "mode 0, 255 bytes", { 2, 3, 0 }, PROTO_HELLOMAX, BOTH, 0, 0,
+	    BADHELLO, 0, 0 },
+	{ "mode 0, 4 bytes, busy", { 2, 3, 0 }, 4, BOTH, 0, 1, BADHELLO, 0,
+	    0 },
+	{ "version 2, 256 bytes", { 2, 3, 0 }, PROTO_HELLOMAX + 1, BOTH, 0, 0,
+	    BADHELLO, 0, 0 },
+	{ "version 3, 256 bytes", { 3, 3, 0 }, PROTO_HELLOMAX + 1, BOTH, 0, 0,
+	    BADHELLO, 0, 0 },
+};
+
+/* AESGCM when both sides run it, else ChaChaPoly. */
+static const struct answer_case answer_choices[] = {
+	{ "both, both", { 2, BOTH, 0 }, 3, BOTH, 0, 0, 0, 0, PROTO_AESGCM },
+	{ "both, both, PSK", { 2, BOTH, 1 }, 3, BOTH, 1, 0, 0, 0,
+	    PROTO_AESGCM },
+	{ "AESGCM, both", { 2, AES, 0 }, 3, BOTH, 0, 0, 0, 0, PROTO_AESGCM },
+	{ "both, AESGCM", { 2, BOTH, 0 }, 3, AES, 0, 0, 0, 0, PROTO_AESGCM },
+	{ "AESGCM, AESGCM", { 2, AES, 0 }, 3, AES, 0, 0, 0, 0, PROTO_AESGCM },
+	{ "ChaChaPoly, both", { 2, CHACHA, 0 }, 3, BOTH, 0, 0, 0, 0,
+	    PROTO_CHACHAPOLY },
+	{ "both, ChaChaPoly", { 2, BOTH, 0 }, 3, CHACHA, 0, 0, 0, 0,
+	    PROTO_CHACHAPOLY },
+	{ "both, ChaChaPoly, PSK", { 2, BOTH, 1 }, 3, CHACHA, 1, 0, 0, 0,
+	    PROTO_CHACHAPOLY },
+	{ "all bits, both", { 2, 0xff, 0 }, 3, BOTH, 0, 0, 0, 0,
+	    PROTO_AESGCM },
+	{ "all bits but AESGCM, both", { 2, 0xfe, 0 }, 3, BOTH, 0, 0, 0, 0,
+	    PROTO_CHACHAPOLY },
+	{ "both, all bits but AESGCM", { 2, BOTH, 0 }, 3, 0xfe, 0, 0, 0, 0,
+	    PROTO_CHACHAPOLY },
+};
+
+/*
+ * answer_one(c):
+ * Answer c's frame 1 and check the code, reason, choice and frame 2 (0
+ * then choice, or 0 | reason, or nothing for a malformed frame); frame 1
+ * must be kept as it came unless malformed.
+ */
+static int
+answer_one(const struct answer_case *c)
+{
+	uint8_t f1[PROTO_HELLOMAX + 1], f2[2];
+	struct proto_hello h;
+	size_t f2len;
+	int rc;
+
+	memset(f1, 0, sizeof(f1));
+	memcpy(f1, c->f1, c->len < 3 ? c->len : 3);
+	memset(&h, 0x5a, sizeof(h));
+	rc = proto_hello_answer(&h, f1, c->len, c->suites, c->has_psk,
+	    c->busy);
+	if (rc != c->rc)
+		return (why("%s: got %s, want %s", c->what, proto_strerror(rc),
+		    proto_strerror(c->rc)));
+	if (h.reason != c->reason || h.choice != c->choice)
+		return (why("%s: reason %d and choice %d, want %d and %d",
+		    c->what, h.reason, h.choice, c->reason, c->choice));
+	if (rc == PROTO_EBADHELLO) {
+		if (h.f2len != 0)
+			return (why("%s: %zu bytes to send", c->what, h.f2len));
+		return (1);
+	}
+	if (rc == 0) {
+		f2[0] = (uint8_t)c->choice;
+		f2len = 1;
+	} else {
+		f2[0] = 0;
+		f2[1] = (uint8_t)c->reason;
+		f2len = 2;
+	}
+	if (!same("frame 2", h.f2, h.f2len, f2, f2len) ||
+	    !f1_is(&h, f1, c->len))
+		return (why_in(c->what));
+	return (1);
+}
+
+/* Run the n cases c through answer_one. */
+static int
+answer_all(const struct answer_case *c, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!answer_one(&c[i]))
+			return (0);
+	return (1);
+}
+
+/*
+ * proto_hello_read_answer as a connector that offered suites: frame 2
+ * body f2 of len bytes must give rc, with h->reason and h->choice set
+ * only when it says so.
+ */
+static int
+read_answer_one(int suites, const uint8_t *f2, size_t len, int rc_want,
+    int reason, int choice)
+{
+	struct proto_hello h;
+	char f2hex[40];
+	int rc;
+
+	if ((rc = proto_hello_offer(&h, suites, PROTO_MODE_XX)) != 0)
+		return (why("offer: %s", proto_strerror(rc)));
+	rc = proto_hello_read_answer(&h, f2, len);
+	hexstr(f2hex, f2, len);
+	if (rc != rc_want)
+		return (why("offered %d, frame 2 \"%s\" (%zu bytes): got %s, "
+		    "want %s", suites, f2hex, len, proto_strerror(rc),
+		    proto_strerror(rc_want)));
+	if (h.reason != reason || h.choice != choice)
+		return (why("offered %d, frame 2 \"%s\": reason %d and choice "
+		    "%d, want %d and %d", suites, f2hex, h.reason, h.choice,
+		    reason, choice));
+	if (rc != PROTO_EBADHELLO && !same("frame 2 kept", h.f2, h.f2len,
+	    f2, len))
+		return (0);
+	return (1);
+}
+
+/*
+ * The connector's side: a choice it offered, a choice it did not, choices
+ * that are no suite, each refusal reason, and every other shape.
+ */
+static int
+hello_read_answer(size_t *n)
+{
+	static const struct {
+		int suites;
+		uint8_t f2[3];
+		size_t len;
+		int rc, choice;
+	} cases[] = {
+		{ BOTH, { 1 }, 1, 0, PROTO_AESGCM },
+		{ BOTH, { 2 }, 1, 0, PROTO_CHACHAPOLY },
+		{ AES, { 1 }, 1, 0, PROTO_AESGCM },
+		{ CHACHA, { 2 }, 1, 0, PROTO_CHACHAPOLY },
+		{ AES, { 2 }, 1, PROTO_ECHOICE, 0 },
+		{ CHACHA, { 1 }, 1, PROTO_ECHOICE, 0 },
+		{ BOTH, { 3 }, 1, BADHELLO, 0 },
+		{ BOTH, { 255 }, 1, BADHELLO, 0 },
+		{ BOTH, { 0, 0 }, 2, BADHELLO, 0 },
+		{ BOTH, { 0, 10 }, 2, BADHELLO, 0 },
+		{ BOTH, { 0, 255 }, 2, BADHELLO, 0 },
+		{ BOTH, { 0 }, 1, BADHELLO, 0 },
+		{ BOTH, { 0, 1, 0 }, 3, BADHELLO, 0 },
+		{ BOTH, { 0, 5, 5 }, 3, BADHELLO, 0 },
+		{ BOTH, { 1, 0 }, 2, BADHELLO, 0 },
+		{ BOTH, { 2, 2 }, 2, BADHELLO, 0 },
+		{ BOTH, { 1, 1, 1 }, 3, BADHELLO, 0 },
+		{ BOTH, { 0 }, 0, BADHELLO, 0 },
+	};
+	uint8_t big[PROTO_HELLOMAX + 1], f2[2];
+	size_t i;
+	int r;
+
+	*n = sizeof(cases) / sizeof(cases[0]) + PROTO_REFUSE_USEDCODE + 1;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (!read_answer_one(cases[i].suites, cases[i].f2,
+		    cases[i].len, cases[i].rc, 0, cases[i].choice))
+			return (0);
+	for (r = PROTO_REFUSE_VERSION; r <= PROTO_REFUSE_USEDCODE; r++) {
+		f2[0] = 0;
+		f2[1] = (uint8_t)r;
+		if (!read_answer_one(BOTH, f2, 2, PROTO_EREFUSED, r, 0) ||
+		    !read_answer_one(AES, f2, 2, PROTO_EREFUSED, r, 0))
+			return (0);
+	}
+	/* A choice padded out past the largest frame. */
+	memset(big, 0, sizeof(big));
+	big[0] = PROTO_AESGCM;
+	return (read_answer_one(BOTH, big, sizeof(big), BADHELLO, 0, 0));
+}
+
+/*
+ * The prologue is "x25519chat/2", frame 1, frame 2, and the same on both
+ * sides of a hello, in either mode; a 255-byte frame 1 fits too.
+ */
+static int
+hello_prologue(void)
+{
+	static const struct {
+		int mode, lsuites;
+		uint8_t want[16];
+	} cases[] = {
+		{ PROTO_MODE_XX, BOTH, { 'x', '2', '5', '5', '1', '9', 'c', 'h',
+		    'a', 't', '/', '2', 2, 3, 0, 1 } },
+		{ PROTO_MODE_PSK, CHACHA, { 'x', '2', '5', '5', '1', '9', 'c',
+		    'h', 'a', 't', '/', '2', 2, 3, 1, 2 } },
+	};
+	struct proto_hello c, l;
+	uint8_t pro[2][PROTO_PROLOGUEMAX], f1[PROTO_HELLOMAX];
+	size_t i, len[2];
+	int rc;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if ((rc = proto_hello_offer(&c, BOTH, cases[i].mode)) != 0 ||
+		    (rc = proto_hello_answer(&l, c.f1, c.f1len,
+		    cases[i].lsuites, cases[i].mode == PROTO_MODE_PSK, 0)) !=
+		    0 || (rc = proto_hello_read_answer(&c, l.f2, l.f2len)) != 0)
+			return (why("hello %zu: %s", i, proto_strerror(rc)));
+		len[0] = proto_hello_prologue(&c, pro[0]);
+		len[1] = proto_hello_prologue(&l, pro[1]);
+		if (!same("connector's prologue", pro[0], len[0],
+		    cases[i].want, 16) ||
+		    !same("listener's prologue", pro[1], len[1],
+		    cases[i].want, 16))
+			return (0);
+	}
+	/* The largest: a later version's 255-byte offer and its refusal. */
+	memset(f1, 0x77, sizeof(f1));
+	f1[0] = 3;
+	if ((rc = proto_hello_answer(&l, f1, sizeof(f1), BOTH, 0, 0)) !=
+	    PROTO_EREFUSED)
+		return (why("a 255-byte offer: %s", proto_strerror(rc)));
+	len[1] = proto_hello_prologue(&l, pro[1]);
+	if (len[1] != PROTO_PROLOGUEMAX - PROTO_HELLOMAX + 2 ||
+	    memcmp(pro[1], PROTO_PROLOGUE, 12) != 0 ||
+	    memcmp(pro[1] + 12, f1, sizeof(f1)) != 0 ||
+	    pro[1][12 + sizeof(f1)] != 0 || pro[1][13 + sizeof(f1)] != 1)
+		return (why("the prologue of a 255-byte offer is wrong"));
+	return (1);
+}
+
+/* Words for reasons 1 to 9, all different; none for anything else. */
+static int
+refusal_texts(void)
+{
+	static const int none[] = { 0, 10, -1, 255, 0x101 };
+	const char *t[10];
+	size_t i;
+	int r, s;
+
+	for (r = 1; r <= 9; r++) {
+		if ((t[r] = proto_refusal_text(r)) == NULL || t[r][0] == '\0')
+			return (why("no words for reason %d", r));
+		for (s = 1; s < r; s++)
+			if (strcmp(t[r], t[s]) == 0)
+				return (why("reasons %d and %d read the same",
+				    s, r));
+	}
+	for (i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+		if (proto_refusal_text(none[i]) != NULL)
+			return (why("words for reason %d", none[i]));
+	return (1);
+}
+
+static void
+test_hello(void)
+{
+	size_t n = 0;
+	int ok;
+
+	report(hello_offer(), "proto_hello_offer: frame 1 for modes 0 and 1; "
+	    "mode 2, 3, -1 and no known suite give ESTATE");
+	ok = answer_all(answer_refusals, NEV(answer_refusals));
+	report(ok, "proto_hello_answer: %zu refusals, each with its reason "
+	    "and frame 2 = 0 | reason, in the order version, mode, PSK, "
+	    "suites, busy", NEV(answer_refusals));
+	ok = answer_all(answer_malformed, NEV(answer_malformed));
+	report(ok, "proto_hello_answer: %zu malformed frames 1 (version 2 of "
+	    "0 to 2 bytes, modes 0 and 1 of 4 or 255 bytes, 256 bytes) give "
+	    "EBADHELLO and nothing to send", NEV(answer_malformed));
+	ok = answer_all(answer_choices, NEV(answer_choices));
+	report(ok, "proto_hello_answer: %zu offers, AESGCM chosen when both "
+	    "run it, else ChaChaPoly; unknown suite bits ignored",
+	    NEV(answer_choices));
+	ok = hello_read_answer(&n);
+	report(ok, "proto_hello_read_answer: %zu frames 2 (choices offered or "
+	    "not, choices 3 and 255, reasons 0 to 10, every other shape)", n);
+	report(hello_prologue(), "proto_hello_prologue: \"x25519chat/2\" || "
+	    "frame 1 || frame 2, the same on both sides");
+	report(refusal_texts(), "proto_refusal_text: words for reasons 1 to 9, "
+	    "NULL for 0, 10 and others");
+}
+
+/*
+ * The session code: the vectors of session_code_local.json, and its
+ * form for random h2: 19 characters, dashes at 4, 9 and 14, lowercase
+ * hex between them, a NUL after and nothing written past it.
+ */
+static int
+code_form(void)
+{
+	uint8_t h2[PROTO_KEYBYTES];
+	char out[PROTO_CODELEN + 8];
+	int i, k;
+
+	for (k = 0; k < 3; k++) {
+		randombytes_buf(h2, sizeof(h2));
+		memset(out, 'Z', sizeof(out));
+		proto_session_code(out, h2);
+		if (out[PROTO_CODELEN] != '\0' ||
+		    out[PROTO_CODELEN + 1] != 'Z')
+			return (why("no NUL at %d, or a byte written past it",
+			    PROTO_CODELEN));
+		for (i = 0; i < PROTO_CODELEN; i++) {
+			if (i % 5 == 4) {
+				if (out[i] != '-')
+					return (why("\"%s\": no dash at %d",
+					    out, i));
+			} else if (!((out[i] >= '0' && out[i] <= '9') ||
+			    (out[i] >= 'a' && out[i] <= 'f')))
+				return (why("\"%s\" is not lowercase hex",
+				    out));
+		}
+	}
+	return (1);
+}
+
+static void
+test_session_code(const char *dir)
+{
+	struct json *root;
+	const struct json *t;
+	uint8_t h2[PROTO_KEYBYTES];
+	char out[PROTO_CODELEN + 1];
+	const char *want;
+	int ok;
+
+	report(code_form(), "proto_session_code: 19 characters "
+	    "xxxx-xxxx-xxxx-xxxx of lowercase hex, NUL right after");
+	if ((root = load(dir, "session_code_local.json")) == NULL)
+		return;
+	for (t = entries(root, "tests", "session code vectors"); t != NULL;
+	    t = t->next) {
+		ok = 0;
+		if ((want = jstr(t, "code")) == NULL)
+			why("\"code\" is missing");
+		else if (jhexn(t, "h2", h2, sizeof(h2))) {
+			proto_session_code(out, h2);
+			ok = same("code", (const uint8_t *)out, strlen(out),
+			    (const uint8_t *)want, strlen(want));
+		}
+		report(ok, "proto_session_code %s", test_id(t));
+	}
+	jfree(root);
 }
 
 /* proto_read_full and proto_write_full over a socketpair. */
@@ -3604,6 +5295,130 @@ test_io(void)
 	    "EERRNO (EBADF, EPIPE)");
 }
 
+/* proto_frame_write and proto_frame_read over a socketpair. */
+
+/*
+ * A frame of exactly max bytes is read whole, one of 0 bytes too, and
+ * the prefix on the wire is the length as u32 big-endian.
+ */
+static int
+frame_exact(int sv[2])
+{
+	uint8_t body[300], in[300], raw[7];
+	size_t len = 1;
+	int rc;
+
+	randombytes_buf(body, sizeof(body));
+	if (proto_frame_write(sv[1], body, sizeof(body)) != 0 ||
+	    proto_frame_write(sv[1], body, 0) != 0 ||
+	    proto_frame_write(sv[1], (const uint8_t *)"abc", 3) != 0)
+		return (why("proto_frame_write failed"));
+	if ((rc = proto_frame_read(sv[0], in, sizeof(in), &len,
+	    proto_now_ms() + 1000)) != 0 || len != sizeof(body))
+		return (why("a frame of max bytes: %s, %zu bytes",
+		    proto_strerror(rc), len));
+	if (!same("frame", in, len, body, sizeof(body)))
+		return (0);
+	if ((rc = proto_frame_read(sv[0], in, 0, &len, 0)) != 0 || len != 0)
+		return (why("an empty frame, max 0: %s, %zu bytes",
+		    proto_strerror(rc), len));
+	if (proto_read_full(sv[0], raw, sizeof(raw), proto_now_ms() + 1000) !=
+	    0)
+		return (why("the raw frame did not arrive"));
+	return (same("raw frame", raw, sizeof(raw),
+	    (const uint8_t *)"\0\0\0\3abc", 7));
+}
+
+/*
+ * A frame of max + 1 bytes gives EBADLEN before its body is read: the
+ * body is still there to read afterwards.  A prefix of 0xffffffff with
+ * nothing behind it gives EBADLEN at once, not a wait for the body.
+ */
+static int
+frame_too_long(int sv[2])
+{
+	uint8_t body[301], in[301], huge[PROTO_LENBYTES];
+	size_t len;
+	int64_t t0;
+	int rc;
+
+	randombytes_buf(body, sizeof(body));
+	if (proto_frame_write(sv[1], body, sizeof(body)) != 0)
+		return (why("proto_frame_write failed"));
+	if ((rc = proto_frame_read(sv[0], in, sizeof(in) - 1, &len,
+	    proto_now_ms() + 1000)) != PROTO_EBADLEN)
+		return (why("max + 1: got %s, want EBADLEN",
+		    proto_strerror(rc)));
+	if ((rc = proto_read_full(sv[0], in, sizeof(in),
+	    proto_now_ms() + 1000)) != 0)
+		return (why("the body was consumed: %s", proto_strerror(rc)));
+	if (!same("body left unread", in, sizeof(in), body, sizeof(body)))
+		return (0);
+	store32_be(huge, 0xffffffff);
+	if (proto_write_full(sv[1], huge, sizeof(huge)) != 0)
+		return (why("write failed"));
+	t0 = proto_now_ms();
+	if ((rc = proto_frame_read(sv[0], in, PROTO_HELLOMAX, &len,
+	    t0 + 2000)) != PROTO_EBADLEN || proto_now_ms() - t0 > 1000)
+		return (why("a prefix of 0xffffffff: got %s after %lld ms",
+		    proto_strerror(rc), (long long)(proto_now_ms() - t0)));
+	return (1);
+}
+
+/*
+ * The stream ends after n bytes of a frame whose prefix says 10 (n = 0:
+ * before it): EEOF for n = 0, else ETRUNC, inside the prefix, right
+ * after it, or inside the body.
+ */
+static int
+frame_cut(size_t n)
+{
+	uint8_t wire[PROTO_LENBYTES + 10], in[10];
+	size_t len;
+	int sv[2], rc, want = n == 0 ? PROTO_EEOF : PROTO_ETRUNC;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+		return (why("socketpair: %s", strerror(errno)));
+	store32_be(wire, 10);
+	memset(wire + PROTO_LENBYTES, 'b', 10);
+	if (proto_write_full(sv[1], wire, n) != 0)
+		rc = PROTO_EERRNO;
+	else {
+		close(sv[1]);
+		sv[1] = -1;
+		rc = proto_frame_read(sv[0], in, sizeof(in), &len,
+		    proto_now_ms() + 1000);
+	}
+	close(sv[0]);
+	if (sv[1] != -1)
+		close(sv[1]);
+	if (rc != want)
+		return (why("the end after %zu bytes: got %s, want %s", n,
+		    proto_strerror(rc), proto_strerror(want)));
+	return (1);
+}
+
+static void
+test_frames(void)
+{
+	static const size_t cuts[] = { 0, 2, PROTO_LENBYTES,
+	    PROTO_LENBYTES + 4, PROTO_LENBYTES + 9 };
+	size_t i;
+	int ok = 1;
+
+	report(io_pair(frame_exact), "proto_frame_read: a frame of exactly "
+	    "max bytes is read whole, an empty one too; the prefix is u32 "
+	    "big-endian");
+	report(io_pair(frame_too_long), "proto_frame_read: max + 1 gives "
+	    "EBADLEN with the body left unread; a prefix of 0xffffffff gives "
+	    "it at once");
+	for (i = 0; ok && i < sizeof(cuts) / sizeof(cuts[0]); i++)
+		ok = frame_cut(cuts[i]);
+	report(ok, "proto_frame_read: the end of the stream before a frame "
+	    "gives EEOF; inside the prefix, right after it, or inside the "
+	    "body ETRUNC");
+}
+
 /* proto_handshake over a socketpair, one side in a thread. */
 
 struct hsrun {
@@ -3642,9 +5457,9 @@ hsrun_main(void *arg)
 	return (NULL);
 }
 
-/* Run both sides; r[0] connects, r[1] listens.  Frees r[i].hs. */
+/* Run both sides in suite; r[0] connects, r[1] listens.  Frees r[i].hs. */
 static int
-sock_handshake(int classic, int refuse0, int refuse1, struct hsrun r[2])
+sock_handshake(int suite, int refuse0, int refuse1, struct hsrun r[2])
 {
 	struct proto_hs_params hp;
 	pthread_t t;
@@ -3656,8 +5471,8 @@ sock_handshake(int classic, int refuse0, int refuse1, struct hsrun r[2])
 	for (i = 0; i < 2; i++) {
 		memset(&hp, 0, sizeof(hp));
 		hp.initiator = (i == 0);
-		hp.classic = classic;
-		hp.s = classic ? NULL : statics[i];
+		hp.suite = suite;
+		hp.s = suite == PROTO_CLASSIC ? NULL : statics[i];
 		if ((r[i].hs = proto_hs_new(&hp)) == NULL) {
 			why("proto_hs_new: %s", strerror(errno));
 			goto done;
@@ -3687,11 +5502,11 @@ done:
 
 /* Run a handshake over a socket that both sides must finish. */
 static int
-sock_done(int classic, struct hsrun r[2])
+sock_done(int suite, struct hsrun r[2])
 {
 	int i;
 
-	if (!sock_handshake(classic, 0, 0, r))
+	if (!sock_handshake(suite, 0, 0, r))
 		return (0);
 	for (i = 0; i < 2; i++)
 		if (r[i].rc != 0)
@@ -3701,12 +5516,12 @@ sock_done(int classic, struct hsrun r[2])
 
 /* Noise over a socket: names exchanged, keys shown to verify, same h. */
 static int
-sock_noise(void)
+sock_noise(int suite)
 {
 	struct hsrun r[2];
 	int i;
 
-	if (!sock_done(0, r))
+	if (!sock_done(suite, r))
 		return (0);
 	for (i = 0; i < 2; i++) {
 		if (!same("peer name", r[i].peername, r[i].peernamelen,
@@ -3726,7 +5541,7 @@ sock_classic(void)
 {
 	struct hsrun r[2];
 
-	if (!sock_done(1, r))
+	if (!sock_done(PROTO_CLASSIC, r))
 		return (0);
 	if (r[0].peernamelen != 0 || r[1].peernamelen != 0)
 		return (why("names of %zu and %zu bytes", r[0].peernamelen,
@@ -3741,11 +5556,11 @@ sock_classic(void)
  * the listener cannot finish; the listener's gives EREJECT there.
  */
 static int
-sock_refuse(int side)
+sock_refuse(int suite, int side)
 {
 	struct hsrun r[2];
 
-	if (!sock_handshake(0, side == 0, side == 1, r))
+	if (!sock_handshake(suite, side == 0, side == 1, r))
 		return (0);
 	if (r[side].rc != PROTO_EREJECT)
 		return (why("refusing side: got %s, want EREJECT",
@@ -3766,6 +5581,7 @@ sock_listener_fails(int silent, int *got)
 	int sv[2], want;
 
 	memset(&hp, 0, sizeof(hp));
+	hp.suite = noise_suites[0];
 	hp.s = statics[1];
 	if ((hs = proto_hs_new(&hp)) == NULL)
 		return (why("proto_hs_new: %s", strerror(errno)));
@@ -3801,6 +5617,7 @@ sock_long_name(void)
 
 	memset(&hp, 0, sizeof(hp));
 	hp.initiator = 1;
+	hp.suite = noise_suites[0];
 	hp.s = statics[0];
 	memset(name, 'n', sizeof(name));
 	if ((hs = proto_hs_new(&hp)) == NULL)
@@ -3816,16 +5633,24 @@ sock_long_name(void)
 static void
 test_sock_handshake(void)
 {
-	int got, ok;
+	size_t k;
+	int got, ok, suite;
 
-	report(sock_noise(), "proto_handshake noise: names exchanged, verify "
-	    "shown each peer's key, same hash");
-	report(sock_classic(), "proto_handshake classic: bare keys, same "
-	    "secret");
-	report(sock_refuse(0), "proto_handshake: the connector's verify "
-	    "refusing gives EREJECT");
-	report(sock_refuse(1), "proto_handshake: the listener's verify "
-	    "refusing gives EREJECT");
+	for (k = 0; k < nnoise_suites; k++) {
+		suite = noise_suites[k];
+		report(sock_noise(suite), "proto_handshake %s: names "
+		    "exchanged, verify shown each peer's key, same hash",
+		    suite_label(suite));
+		report(sock_refuse(suite, 0), "proto_handshake %s: the "
+		    "connector's verify refusing gives EREJECT",
+		    suite_label(suite));
+		report(sock_refuse(suite, 1), "proto_handshake %s: the "
+		    "listener's verify refusing gives EREJECT",
+		    suite_label(suite));
+	}
+	if (crypto_aead_aes256gcm_is_available())
+		report(sock_classic(), "proto_handshake classic: bare keys, "
+		    "same secret");
 	ok = sock_listener_fails(1, &got);
 	report(ok, "proto_handshake: a silent connector gives ETIMEOUT "
 	    "(deadline now + 100 ms)");
@@ -3834,6 +5659,316 @@ test_sock_handshake(void)
 	    "unread with EBADMSG");
 	report(sock_long_name(), "proto_handshake: a name of %d bytes gives "
 	    "EBADLEN", PROTO_NAMEMAX + 1);
+}
+
+/* The hello over a socketpair, then proto_handshake; one side in a thread. */
+
+struct hellorun {
+	int fd;
+	int initiator;
+	int suites;			/* offered, or the listener's */
+	int mode;			/* the connector's */
+	int has_psk, busy;		/* the listener's */
+	const uint8_t *psk;		/* for the handshake */
+	struct proto_hello h;
+	int hrc;			/* the hello's code */
+	int ran;			/* the handshake ran */
+	int rc;				/* its code */
+	uint8_t hash[PROTO_KEYBYTES];
+	uint8_t pro[PROTO_PROLOGUEMAX];
+	size_t prolen;
+};
+
+/*
+ * Run one side of the hello, and if it agreed, the handshake in the
+ * agreed suite with the hello's prologue; then let the peer see the end.
+ */
+static void *
+hellorun_main(void *arg)
+{
+	struct hellorun *r = arg;
+	struct proto_hs_params hp;
+	struct proto_hs *hs;
+	uint8_t peer[PROTO_NAMEMAX];
+	size_t peerlen;
+	int64_t deadline = proto_now_ms() + 5000;
+	int i = r->initiator ? 0 : 1;
+
+	if (r->initiator) {
+		if ((r->hrc = proto_hello_offer(&r->h, r->suites, r->mode)) ==
+		    0)
+			r->hrc = proto_hello_connect(r->fd, &r->h, deadline);
+	} else
+		r->hrc = proto_hello_accept(r->fd, &r->h, r->suites,
+		    r->has_psk, r->busy, deadline);
+	if (r->hrc == 0) {
+		r->prolen = proto_hello_prologue(&r->h, r->pro);
+		memset(&hp, 0, sizeof(hp));
+		hp.initiator = r->initiator;
+		hp.suite = r->h.choice;
+		hp.s = statics[i];
+		hp.psk = r->psk;
+		hp.prologue = r->pro;
+		hp.prologuelen = r->prolen;
+		if ((hs = proto_hs_new(&hp)) == NULL)
+			r->rc = PROTO_EERRNO;
+		else {
+			r->ran = 1;
+			r->rc = proto_handshake(r->fd, hs,
+			    (const uint8_t *)names[2 - i],
+			    strlen(names[2 - i]), peer, &peerlen, deadline,
+			    NULL, NULL);
+			if (r->rc == 0)
+				memcpy(r->hash, proto_hs_hash(hs),
+				    PROTO_KEYBYTES);
+			proto_hs_free(hs);
+		}
+	}
+	shutdown(r->fd, SHUT_WR);
+	return (NULL);
+}
+
+/*
+ * Run a connector offering csuites in mode against a listener with
+ * lsuites, a PSK if lpsk, busy if busy; the PSK, if any, is given to
+ * both handshakes.  r[0] connects, r[1] listens.
+ */
+static int
+hello_pair(int csuites, int mode, int lsuites, int lpsk, int busy,
+    struct hellorun r[2])
+{
+	uint8_t psk[32];
+	pthread_t t;
+	int sv[2], i, rc;
+
+	memset(r, 0, 2 * sizeof(*r));
+	randombytes_buf(psk, sizeof(psk));
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+		return (why("socketpair: %s", strerror(errno)));
+	for (i = 0; i < 2; i++) {
+		r[i].fd = sv[i];
+		r[i].initiator = i == 0;
+		r[i].psk = mode == PROTO_MODE_PSK ? psk : NULL;
+	}
+	r[0].suites = csuites;
+	r[0].mode = mode;
+	r[1].suites = lsuites;
+	r[1].has_psk = lpsk;
+	r[1].busy = busy;
+	if ((rc = pthread_create(&t, NULL, hellorun_main, &r[1])) != 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return (why("pthread_create: %s", strerror(rc)));
+	}
+	hellorun_main(&r[0]);
+	pthread_join(t, NULL);
+	close(sv[0]);
+	close(sv[1]);
+	/* The PSK lived on this stack. */
+	r[0].psk = r[1].psk = NULL;
+	return (1);
+}
+
+/*
+ * A hello that agrees on want, then the handshake in that suite with the
+ * hello's prologue: both sides agree on everything and finish.
+ */
+static int
+sock_hello_ok(int csuites, int mode, int lsuites, int want)
+{
+	struct hellorun r[2];
+	int i;
+
+	if (!hello_pair(csuites, mode, lsuites, mode == PROTO_MODE_PSK, 0, r))
+		return (0);
+	for (i = 0; i < 2; i++) {
+		if (r[i].hrc != 0)
+			return (why("side %d: hello: %s", i,
+			    proto_strerror(r[i].hrc)));
+		if (r[i].h.choice != want)
+			return (why("side %d chose %d, want %d", i,
+			    r[i].h.choice, want));
+		if (!r[i].ran || r[i].rc != 0)
+			return (why("side %d: handshake: %s", i,
+			    proto_strerror(r[i].rc)));
+	}
+	if (!same("prologues", r[0].pro, r[0].prolen, r[1].pro, r[1].prolen))
+		return (0);
+	return (same("handshake hash", r[0].hash, 32, r[1].hash, 32));
+}
+
+/*
+ * A refusal reaches the connector with the listener's reason, both sides
+ * return EREFUSED, and no handshake runs.
+ */
+static int
+sock_hello_refused(int mode, int lpsk, int busy, int reason)
+{
+	struct hellorun r[2];
+	int i;
+
+	if (!hello_pair(BOTH, mode, BOTH, lpsk, busy, r))
+		return (0);
+	for (i = 0; i < 2; i++) {
+		if (r[i].hrc != PROTO_EREFUSED || r[i].h.reason != reason)
+			return (why("side %d: got %s, reason %d, want reason "
+			    "%d", i, proto_strerror(r[i].hrc), r[i].h.reason,
+			    reason));
+		if (r[i].ran)
+			return (why("side %d ran a handshake", i));
+	}
+	return (1);
+}
+
+/*
+ * Frames longer than PROTO_HELLOMAX: the listener given frame 1 of 256
+ * bytes, and the connector given frame 2 of 256, return EBADHELLO without
+ * reading the body, and the listener sends nothing back.
+ */
+static int
+sock_hello_too_long(int sv[2])
+{
+	uint8_t body[PROTO_HELLOMAX + 1], in[PROTO_HELLOMAX + 1];
+	struct proto_hello h;
+	size_t len;
+	int rc;
+
+	randombytes_buf(body, sizeof(body));
+	/* The listener at sv[1]. */
+	if (proto_frame_write(sv[0], body, sizeof(body)) != 0)
+		return (why("write failed"));
+	if ((rc = proto_hello_accept(sv[1], &h, BOTH, 0, 0,
+	    proto_now_ms() + 1000)) != PROTO_EBADHELLO)
+		return (why("listener: got %s, want EBADHELLO",
+		    proto_strerror(rc)));
+	if (proto_read_full(sv[1], in, sizeof(in),
+	    proto_now_ms() + 1000) != 0 ||
+	    !same("frame 1's body, unread", in, sizeof(in), body,
+	    sizeof(body)))
+		return (why_in("listener"));
+	if ((rc = proto_read_full(sv[0], in, 1, proto_now_ms() + 50)) !=
+	    PROTO_ETIMEOUT)
+		return (why("the listener answered it: %s",
+		    proto_strerror(rc)));
+	/* The connector at sv[0]. */
+	if (proto_frame_write(sv[1], body, sizeof(body)) != 0 ||
+	    proto_hello_offer(&h, BOTH, PROTO_MODE_XX) != 0)
+		return (why("write or offer failed"));
+	if ((rc = proto_hello_connect(sv[0], &h, proto_now_ms() + 1000)) !=
+	    PROTO_EBADHELLO || h.choice != 0)
+		return (why("connector: got %s, want EBADHELLO",
+		    proto_strerror(rc)));
+	if ((rc = proto_frame_read(sv[1], in, sizeof(in), &len,
+	    proto_now_ms() + 1000)) != 0 || !same("frame 1", in, len, h.f1, 3))
+		return (why_in("frame 1 at the listener"));
+	if (proto_read_full(sv[0], in, sizeof(in), proto_now_ms() + 1000) != 0)
+		return (why("connector: the body was consumed"));
+	return (same("frame 2's body, unread", in, sizeof(in), body,
+	    sizeof(body)));
+}
+
+/*
+ * A frame 1 of exactly PROTO_HELLOMAX bytes from a later version is read
+ * and refused with reason 1; a malformed one of 2 bytes gets no answer.
+ */
+static int
+sock_hello_edges(int sv[2])
+{
+	uint8_t f1[PROTO_HELLOMAX], in[PROTO_HELLOMAX];
+	struct proto_hello h;
+	size_t len;
+	int rc;
+
+	memset(f1, 0xee, sizeof(f1));
+	f1[0] = 3;
+	if (proto_frame_write(sv[0], f1, sizeof(f1)) != 0)
+		return (why("write failed"));
+	if ((rc = proto_hello_accept(sv[1], &h, BOTH, 0, 0,
+	    proto_now_ms() + 1000)) != PROTO_EREFUSED || h.reason != 1)
+		return (why("255 bytes of version 3: got %s, reason %d",
+		    proto_strerror(rc), h.reason));
+	if ((rc = proto_frame_read(sv[0], in, sizeof(in), &len,
+	    proto_now_ms() + 1000)) != 0 ||
+	    !same("the refusal", in, len, (const uint8_t *)"\0\1", 2))
+		return (why_in("255 bytes of version 3"));
+	if (proto_frame_write(sv[0], (const uint8_t *)"\2\3", 2) != 0)
+		return (why("write failed"));
+	if ((rc = proto_hello_accept(sv[1], &h, BOTH, 0, 0,
+	    proto_now_ms() + 1000)) != PROTO_EBADHELLO)
+		return (why("2 bytes: got %s, want EBADHELLO",
+		    proto_strerror(rc)));
+	if ((rc = proto_read_full(sv[0], in, 1, proto_now_ms() + 50)) !=
+	    PROTO_ETIMEOUT)
+		return (why("2 bytes: answered (%s)", proto_strerror(rc)));
+	return (1);
+}
+
+/*
+ * A listener (played here) that chooses AESGCM when only ChaChaPoly was
+ * offered: the connector refuses it with ECHOICE, and a choice of 0
+ * bytes with EBADHELLO.
+ */
+static int
+sock_hello_bad_choice(int sv[2])
+{
+	struct proto_hello h;
+	uint8_t in[PROTO_HELLOMAX];
+	size_t len;
+	int rc;
+
+	if (proto_frame_write(sv[1], (const uint8_t *)"\1", 1) != 0 ||
+	    proto_hello_offer(&h, CHACHA, PROTO_MODE_XX) != 0)
+		return (why("write or offer failed"));
+	if ((rc = proto_hello_connect(sv[0], &h, proto_now_ms() + 1000)) !=
+	    PROTO_ECHOICE || h.choice != 0)
+		return (why("AESGCM not offered: got %s, choice %d",
+		    proto_strerror(rc), h.choice));
+	if (proto_frame_read(sv[1], in, sizeof(in), &len,
+	    proto_now_ms() + 1000) != 0)
+		return (why("frame 1 did not arrive"));
+	if (proto_frame_write(sv[1], in, 0) != 0 ||
+	    proto_hello_offer(&h, BOTH, PROTO_MODE_XX) != 0)
+		return (why("write or offer failed"));
+	if ((rc = proto_hello_connect(sv[0], &h, proto_now_ms() + 1000)) !=
+	    PROTO_EBADHELLO)
+		return (why("an empty frame 2: got %s, want EBADHELLO",
+		    proto_strerror(rc)));
+	return (1);
+}
+
+static void
+test_sock_hello(void)
+{
+	int aes = crypto_aead_aes256gcm_is_available();
+
+	if (aes) {
+		report(sock_hello_ok(BOTH, PROTO_MODE_XX, BOTH, PROTO_AESGCM),
+		    "hello over a socket: AESGCM agreed, XX in it with the "
+		    "hello's prologue, both done with the same hash");
+		report(sock_hello_ok(BOTH, PROTO_MODE_PSK, BOTH, PROTO_AESGCM),
+		    "hello over a socket: PSK mode, AESGCM agreed, XXpsk3 in "
+		    "it done");
+	}
+	report(sock_hello_ok(BOTH, PROTO_MODE_XX, CHACHA, PROTO_CHACHAPOLY),
+	    "hello over a socket: a listener without AES, ChaChaPoly agreed, "
+	    "XX in it done");
+	report(sock_hello_ok(CHACHA, PROTO_MODE_PSK, BOTH, PROTO_CHACHAPOLY),
+	    "hello over a socket: a connector without AES, PSK mode, "
+	    "ChaChaPoly agreed, XXpsk3 in it done");
+	report(sock_hello_refused(PROTO_MODE_XX, 0, 1, PROTO_REFUSE_BUSY) &&
+	    sock_hello_refused(PROTO_MODE_XX, 1, 0, PROTO_REFUSE_NEEDPSK) &&
+	    sock_hello_refused(PROTO_MODE_PSK, 0, 0, PROTO_REFUSE_NOPSK),
+	    "hello over a socket: refusals (busy, PSK required, no PSK) reach "
+	    "the connector with their reasons; no handshake follows");
+	report(io_pair(sock_hello_too_long), "hello over a socket: a frame 1 "
+	    "or 2 of %d bytes gives EBADHELLO with its body unread, and no "
+	    "answer", PROTO_HELLOMAX + 1);
+	report(io_pair(sock_hello_edges), "hello over a socket: a frame 1 of "
+	    "%d bytes of version 3 is refused with reason 1; one of 2 bytes "
+	    "gets no answer", PROTO_HELLOMAX);
+	report(io_pair(sock_hello_bad_choice), "hello over a socket: the "
+	    "connector refuses a choice it did not offer (ECHOICE) and an "
+	    "empty frame 2 (EBADHELLO)");
 }
 
 /* A check that hangs must still end the run, as a failure. */
@@ -3864,7 +5999,7 @@ main(int argc, char *argv[])
 	dir = argv[1];
 	/* A peer that has gone must show up as EPIPE, not end the run. */
 	signal(SIGPIPE, SIG_IGN);
-	/* A normal run takes 2 s, one under a memory checker minutes. */
+	/* A normal run takes 3 s, one under a memory checker minutes. */
 	signal(SIGALRM, on_alarm);
 	alarm(600);
 	if (sodium_init() < 0) {
@@ -3876,27 +6011,53 @@ main(int argc, char *argv[])
 		crypto_scalarmult_base(staticpubs[i], statics[i]);
 	}
 
+	/* The suites to go through: those with AES only with hardware AES. */
+	if (crypto_aead_aes256gcm_is_available()) {
+		all_suites[nall_suites++] = PROTO_CLASSIC;
+		all_suites[nall_suites++] = PROTO_AESGCM;
+		noise_suites[nnoise_suites++] = PROTO_AESGCM;
+	}
+	all_suites[nall_suites++] = PROTO_CHACHAPOLY;
+	noise_suites[nnoise_suites++] = PROTO_CHACHAPOLY;
+
 	test_json();
 	test_x25519_rfc(dir);
 	test_wycheproof(dir, &x25519_wycheproof);
 	test_hkdf(dir);
 	test_keytext();
 	test_io();
+	test_frames();
+	test_suites();
+	test_ends();
+	test_hello();
+	test_session_code(dir);
+	test_wycheproof(dir, &chacha_wycheproof);
+	test_noise_file(dir, "noise_chachapoly_sha256.json", "cacophony",
+	    PROTO_CHACHAPOLY, 1);
+	test_noise_file(dir, "noise_chachapoly_sha256_snow.json", "snow",
+	    PROTO_CHACHAPOLY, 0);
+	test_noise_local(dir, "noise_chachapoly_cipher_local.json",
+	    PROTO_CHACHAPOLY);
 	if (!crypto_aead_aes256gcm_is_available()) {
 		/* libsodium's AES-GCM needs AES-NI and PCLMUL; proto too. */
-		report(why("this CPU lacks AES-NI or PCLMUL: AES-GCM, transport "
-		    "and handshake checks not run"), "aes256gcm available");
+		report(why("this CPU lacks AES-NI or PCLMUL: the AES-GCM, "
+		    "AESGCM and classic checks not run"),
+		    "aes256gcm available");
 	} else {
 		report(1, "aes256gcm available");
 		test_gcm_spec(dir);
 		test_wycheproof(dir, &gcm_wycheproof);
-		test_noise_file(dir, "noise_aesgcm_sha256.json", "cacophony", 1);
-		test_noise_file(dir, "noise_aesgcm_sha256_snow.json", "snow", 0);
-		test_noise_local(dir);
-		test_transport();
-		test_handshakes();
-		test_sock_handshake();
+		test_noise_file(dir, "noise_aesgcm_sha256.json", "cacophony",
+		    PROTO_AESGCM, 1);
+		test_noise_file(dir, "noise_aesgcm_sha256_snow.json", "snow",
+		    PROTO_AESGCM, 0);
+		test_noise_local(dir, "noise_aesgcm_cipher_local.json",
+		    PROTO_AESGCM);
 	}
+	test_transport();
+	test_handshakes();
+	test_sock_handshake();
+	test_sock_hello();
 	fprintf(stderr, "unit: %d passed, %d failed in %.1f s\n", npassed,
 	    nfailed, (double)(proto_now_ms() - t0) / 1000);
 	return (nfailed == 0 ? 0 : 1);
