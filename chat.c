@@ -44,15 +44,8 @@
 #include <sodium.h>
 
 #include "proto.h"
+#include "say.h"
 
-/* Exit statuses (x25519chat(1), EXIT STATUS). */
-#define EXIT_OK		0
-#define EXIT_RUNTIME	1
-#define EXIT_USAGE	2
-#define EXIT_SECURITY	3
-#define EXIT_CUT	4
-
-#define PROG		"x25519chat"
 #define DEFAULT_WAIT	10
 /* A typed line: its packet also holds the type byte and the newline. */
 #define LINEMAX		(PROTO_MAXPLAIN - 2)
@@ -159,85 +152,7 @@ static struct {
 static atomic_int got_signal;
 static int wakefd[2] = { -1, -1 };
 
-static int verbosity;
-
-static void term_redraw(int);
 static int known_add(const char *, const char *, const uint8_t *);
-
-static void
-vsay(int fd, const char *prefix, const char *fmt, va_list ap)
-{
-	char buf[1024];
-	int n = 0;
-
-	if (prefix != NULL)
-		n = snprintf(buf, sizeof(buf), "%s", prefix);
-	vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
-	n = (int)strlen(buf);
-	buf[n++] = '\n';
-	/* In chat mode the prompt line is cleared first and redrawn after. */
-	pthread_mutex_lock(&term.mu);
-	if (term.raw)
-		(void)proto_write_full(STDOUT_FILENO, "\r\033[K", 4);
-	(void)proto_write_full(fd, buf, (size_t)n);
-	if (term.raw)
-		term_redraw(0);
-	pthread_mutex_unlock(&term.mu);
-	/* With -vv the line may hold a key. */
-	sodium_memzero(buf, sizeof(buf));
-}
-
-/* A status line on stderr, shown if -v was given at least level times. */
-static void
-status(int level, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (verbosity < level)
-		return;
-	va_start(ap, fmt);
-	vsay(STDERR_FILENO, NULL, fmt, ap);
-	va_end(ap);
-}
-
-/* An error: one line on stderr, whatever the verbosity. */
-static void
-warnx0(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsay(STDERR_FILENO, PROG ": ", fmt, ap);
-	va_end(ap);
-}
-
-/* A usage error: its one line, and the exit status to return. */
-#define usage_error(...)	(warnx0(__VA_ARGS__), EXIT_USAGE)
-
-/* Exit status for a PROTO_E* code met after the handshake. */
-static int
-exit_for(int err)
-{
-
-	switch (err) {
-	case PROTO_EERRNO:
-	case PROTO_ETIMEOUT:
-		return (EXIT_RUNTIME);
-	case PROTO_EEOF:
-	case PROTO_ETRUNC:
-		return (EXIT_CUT);
-	default:
-		return (EXIT_SECURITY);
-	}
-}
-
-/* Hex text of buf, for traces; out must hold 2 * len + 1. */
-static void
-hex(char *out, const uint8_t *buf, size_t len)
-{
-
-	sodium_bin2hex(out, 2 * len + 1, buf, len);
-}
 
 /*
  * Safe display.
@@ -322,6 +237,8 @@ sanitize(char *out, const uint8_t *in, size_t len)
  * peer can be printed above the one being typed, which is then redrawn.
  */
 
+static void term_hook(int);
+
 static void
 term_restore(void)
 {
@@ -359,6 +276,7 @@ term_start(void)
 	term.len = 0;
 	(void)proto_write_full(STDOUT_FILENO, "> ", 2);
 	pthread_mutex_unlock(&term.mu);
+	say_set_hook(term_hook);
 	return (0);
 }
 
@@ -376,6 +294,7 @@ term_stop(void)
 	sodium_memzero(term.line, sizeof(term.line));
 	term.len = 0;
 	pthread_mutex_unlock(&term.mu);
+	say_set_hook(NULL);
 }
 
 /* Columns the code point c takes on the screen. */
@@ -421,6 +340,26 @@ term_redraw(int whole)
 	(void)proto_write_full(STDOUT_FILENO, "\r\033[K> ", 6);
 	(void)proto_write_full(STDOUT_FILENO, term.line + start,
 	    term.len - start);
+}
+
+/*
+ * The voice's hook: in chat mode a status or error line goes above the
+ * prompt line, which is cleared before it and redrawn after it.  The lock
+ * is held from before the line to after it.
+ */
+static void
+term_hook(int before)
+{
+
+	if (before) {
+		pthread_mutex_lock(&term.mu);
+		if (term.raw)
+			(void)proto_write_full(STDOUT_FILENO, "\r\033[K", 4);
+		return;
+	}
+	if (term.raw)
+		term_redraw(0);
+	pthread_mutex_unlock(&term.mu);
 }
 
 /* Show one line from the peer above the prompt line. */
@@ -658,10 +597,10 @@ trace_packet(struct session *s, const char *dir, uint64_t n,
 
 	if (s->verbose < 2)
 		return;
-	hex(nonce, pkt + PROTO_LENBYTES, PROTO_NONCEBYTES);
-	hex(tag, pkt + PROTO_LENBYTES + PROTO_NONCEBYTES, PROTO_TAGBYTES);
-	status(2, "[trace] %s n=%llu type=%s length=%zu nonce=%s tag=%s", dir,
-	    (unsigned long long)n, type_name(s->classic, type),
+	say_hex(nonce, pkt + PROTO_LENBYTES, PROTO_NONCEBYTES);
+	say_hex(tag, pkt + PROTO_LENBYTES + PROTO_NONCEBYTES, PROTO_TAGBYTES);
+	say_status(2, "[trace] %s n=%llu type=%s length=%zu nonce=%s tag=%s",
+	    dir, (unsigned long long)n, type_name(s->classic, type),
 	    ptlen + PROTO_NONCEBYTES + PROTO_TAGBYTES, nonce, tag);
 }
 
@@ -726,7 +665,7 @@ rekey(struct session *s)
 	if (seal(s, pkt, 1) != 0 || transmit(s, pkt, sizeof(pkt)) != 0)
 		return (-1);
 	(void)proto_cipher_rekey(s->tx);
-	status(1, "Rekeyed the sending direction.");
+	say_status(1, "Rekeyed the sending direction.");
 	return (0);
 }
 
@@ -1101,7 +1040,7 @@ record_peer(struct session *s)
 		    "key: %s", s->k->known, strerror(errno));
 		return (-1);
 	}
-	status(0, "First contact with %s: its key is now recorded in %s",
+	say_status(0, "First contact with %s: its key is now recorded in %s",
 	    s->k->hostport, s->k->known);
 	return (0);
 }
@@ -1238,8 +1177,9 @@ drain(struct receiver *r)
 			break;
 		if (rc != 0 || (rc = proto_open(s->rx, pkt,
 		    PROTO_LENBYTES + len, &ptlen)) != 0) {
-			session_fail(s, exit_for(rc), "packet %llu from peer: "
-			    "%s", (unsigned long long)n, proto_strerror(rc));
+			session_fail(s, say_exit_for(rc), "packet %llu from "
+			    "peer: %s", (unsigned long long)n,
+			    proto_strerror(rc));
 			rc = -1;
 			break;
 		}
@@ -1267,7 +1207,7 @@ drain(struct receiver *r)
 			rc = 1;
 		else {
 			(void)proto_cipher_rekey(s->rx);
-			status(1, "Peer rekeyed its sending direction.");
+			say_status(1, "Peer rekeyed its sending direction.");
 		}
 	}
 	/* However it ended, what was authenticated goes out. */
@@ -1385,7 +1325,7 @@ session_run(struct session *s)
 	if ((rc = pthread_create(&rx, NULL, receiver_main, s)) != 0) {
 		term_stop();
 		catch_signals(0);
-		warnx0("pthread_create: %s", strerror(rc));
+		say_error("pthread_create: %s", strerror(rc));
 		return (EXIT_RUNTIME);
 	}
 	if ((rc = pthread_create(&tx, NULL, sender_main, s)) != 0) {
@@ -1393,7 +1333,7 @@ session_run(struct session *s)
 		pthread_join(rx, NULL);
 		term_stop();
 		catch_signals(0);
-		warnx0("pthread_create: %s", strerror(rc));
+		say_error("pthread_create: %s", strerror(rc));
 		return (EXIT_RUNTIME);
 	}
 
@@ -1412,7 +1352,8 @@ session_run(struct session *s)
 	stuck = pthread_timedjoin_np(rx, NULL, &ts) != 0 || stuck;
 	rc = session_result(s, ended, closed, msg, sizeof(msg));
 	if (stuck) {
-		/* That thread may hold the terminal's lock: no vsay(). */
+		/* That thread may hold a lock of the terminal or of the
+		 * voice: no say_error(). */
 		term_restore();
 		if (msg[0] == '\0')
 			snprintf(msg, sizeof(msg), "standard input or output is "
@@ -1423,9 +1364,9 @@ session_run(struct session *s)
 	term_stop();
 	catch_signals(0);
 	if (msg[0] != '\0')
-		warnx0("%s", msg);
+		say_error("%s", msg);
 	else if (ended)
-		status(0, !s->chat ? "Peer finished sending." : s->we_left ?
+		say_status(0, !s->chat ? "Peer finished sending." : s->we_left ?
 		    "Left the chat." : "Peer left.");
 	return (rc);
 }
@@ -1488,7 +1429,7 @@ parse_hostport(const char *arg, int listening, char *hbuf, size_t hlen,
 		port = end + 2;
 	} else if ((colon = strrchr(arg, ':')) != NULL) {
 		if (memchr(arg, ':', (size_t)(colon - arg)) != NULL) {
-			warnx0("%s: put IPv6 addresses in brackets, "
+			say_error("%s: put IPv6 addresses in brackets, "
 			    "as [::1]:PORT", arg);
 			return (-1);
 		}
@@ -1515,11 +1456,11 @@ parse_hostport(const char *arg, int listening, char *hbuf, size_t hlen,
 	return (0);
 
 badport:
-	warnx0("%s: port must be a number from %d to 65535", arg,
+	say_error("%s: port must be a number from %d to 65535", arg,
 	    listening ? 0 : 1);
 	return (-1);
 bad:
-	warnx0("%s: expected %s", arg, listening ? "[HOST:]PORT" :
+	say_error("%s: expected %s", arg, listening ? "[HOST:]PORT" :
 	    "HOST:PORT");
 	return (-1);
 }
@@ -1561,7 +1502,7 @@ open_listener(const char *host, const char *port, int family)
 		rc = getaddrinfo(host, port, &hints, &res);
 	}
 	if (rc != 0) {
-		warnx0("%s: %s", host != NULL ? host : "listen",
+		say_error("%s: %s", host != NULL ? host : "listen",
 		    gai_strerror(rc));
 		return (-1);
 	}
@@ -1588,13 +1529,13 @@ open_listener(const char *host, const char *port, int family)
 	    err == EAFNOSUPPORT)
 		return (open_listener("0.0.0.0", port, AF_INET));
 	if (fd == -1) {
-		warnx0("cannot listen on %s:%s: %s", host != NULL ? host : "*",
-		    port, strerror(err));
+		say_error("cannot listen on %s:%s: %s",
+		    host != NULL ? host : "*", port, strerror(err));
 		return (-1);
 	}
 	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0) {
 		addr_text((struct sockaddr *)&ss, sslen, where, sizeof(where));
-		status(0, "Server listening on %s", where);
+		say_status(0, "Server listening on %s", where);
 	}
 	return (fd);
 }
@@ -1614,7 +1555,7 @@ connect_to(const char *host, const char *port, int family, int64_t deadline)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
 	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
-		warnx0("%s: %s", host, gai_strerror(rc));
+		say_error("%s: %s", host, gai_strerror(rc));
 		return (-1);
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -1652,7 +1593,8 @@ next:
 		fd = -1;
 	}
 	freeaddrinfo(res);
-	warnx0("cannot connect to %s port %s: %s", host, port, strerror(err));
+	say_error("cannot connect to %s port %s: %s", host, port,
+	    strerror(err));
 	return (-1);
 
 connected:
@@ -1681,13 +1623,13 @@ config_dir(char *out, size_t len)
 		    (pw = getpwuid(getuid())) != NULL)
 			home = pw->pw_dir;
 		if (home == NULL) {
-			warnx0("cannot find the home directory; use -i");
+			say_error("cannot find the home directory; use -i");
 			return (-1);
 		}
 		n = snprintf(out, len, "%s/.config/" PROG, home);
 	}
 	if (n < 0 || (size_t)n >= len) {
-		warnx0("configuration path too long");
+		say_error("configuration path too long");
 		return (-1);
 	}
 	return (0);
@@ -1731,26 +1673,26 @@ read_keyfile(const char *path, int stdin_ok, char *buf, size_t len)
 	if (stdin_ok && strcmp(path, "-") == 0)
 		fd = STDIN_FILENO;
 	else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		warnx0("%s: %s", path, strerror(errno));
+		say_error("%s: %s", path, strerror(errno));
 		return (-1);
 	}
 	if (fstat(fd, &st) == -1) {
-		warnx0("%s: %s", path, strerror(errno));
+		say_error("%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (fd != STDIN_FILENO) {
 		if (!S_ISREG(st.st_mode)) {
-			warnx0("%s: not a regular file", path);
+			say_error("%s: not a regular file", path);
 			goto fail;
 		}
 		if (st.st_uid != geteuid() && st.st_uid != 0) {
-			warnx0("%s: owned by another user; refusing a key "
+			say_error("%s: owned by another user; refusing a key "
 			    "that others control", path);
 			goto fail;
 		}
 		if ((st.st_mode & 077) != 0) {
-			warnx0("%s: permissions %04o are too open: others can "
-			    "%s this key (run: chmod 600 %s)", path,
+			say_error("%s: permissions %04o are too open: others "
+			    "can %s this key (run: chmod 600 %s)", path,
 			    (unsigned)(st.st_mode & 07777),
 			    (st.st_mode & 044) != 0 ? "read" : "change", path);
 			goto fail;
@@ -1765,14 +1707,14 @@ read_keyfile(const char *path, int stdin_ok, char *buf, size_t len)
 			continue;
 		}
 		if (r == -1) {
-			warnx0("%s: %s", path, strerror(errno));
+			say_error("%s: %s", path, strerror(errno));
 			goto fail;
 		}
 		if (r == 0)
 			break;
 	}
 	if ((size_t)n > len) {
-		warnx0("%s: file too large for a key", path);
+		say_error("%s: file too large for a key", path);
 		goto fail;
 	}
 	if (fd != STDIN_FILENO)
@@ -1799,7 +1741,7 @@ load_key(const char *path, int stdin_ok, uint8_t key[PROTO_KEYBYTES],
 	rc = proto_keyfile_parse(key, buf, (size_t)n);
 	sodium_memzero(buf, sizeof(buf));
 	if (rc != 0) {
-		warnx0("%s: not a valid %s (expected 44 base64 characters "
+		say_error("%s: not a valid %s (expected 44 base64 characters "
 		    "and a newline, as %s writes)", path, what,
 		    strcmp(what, "pre-shared key") == 0 ? "wg genpsk" :
 		    "wg genkey");
@@ -1817,7 +1759,7 @@ write_new_key(const char *path, uint8_t pub[PROTO_KEYBYTES])
 	int fd, rc = -1;
 
 	if ((priv = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-		warnx0("sodium_malloc: %s", strerror(errno));
+		say_error("sodium_malloc: %s", strerror(errno));
 		return (-1);
 	}
 	proto_keypair_new(priv, pub);
@@ -1825,13 +1767,13 @@ write_new_key(const char *path, uint8_t pub[PROTO_KEYBYTES])
 	text[PROTO_B64LEN] = '\n';
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, 0600)) == -1) {
-		warnx0("%s: %s%s", path, strerror(errno), errno == EEXIST ?
+		say_error("%s: %s%s", path, strerror(errno), errno == EEXIST ?
 		    " (refusing to overwrite a key)" : "");
 		goto out;
 	}
 	if (proto_write_full(fd, text, PROTO_B64LEN + 1) != 0 ||
 	    fsync(fd) != 0) {
-		warnx0("%s: %s", path, strerror(errno));
+		say_error("%s: %s", path, strerror(errno));
 		close(fd);
 		(void)unlink(path);
 		goto out;
@@ -1878,7 +1820,7 @@ identity_create(struct keys *k)
 	if (!k->create)
 		return (0);
 	if (make_parents(k->idpath) != 0) {
-		warnx0("%s: cannot create its directory: %s", k->idpath,
+		say_error("%s: cannot create its directory: %s", k->idpath,
 		    strerror(errno));
 		return (-1);
 	}
@@ -1887,7 +1829,7 @@ identity_create(struct keys *k)
 		return (-1);
 	k->create = 0;
 	proto_key_encode(b64, k->spub);
-	status(0, "Created a new identity in %s; public key %s", k->idpath,
+	say_status(0, "Created a new identity in %s; public key %s", k->idpath,
 	    b64);
 	return (0);
 }
@@ -1932,7 +1874,7 @@ for_each_line(const char *path, int (*fn)(void *, char *, unsigned), void *arg,
 	if ((f = fopen(path, "re")) == NULL) {
 		if (missing_ok && errno == ENOENT)
 			return (0);
-		warnx0("%s: %s", path, strerror(errno));
+		say_error("%s: %s", path, strerror(errno));
 		return (-1);
 	}
 	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
@@ -1941,14 +1883,14 @@ for_each_line(const char *path, int (*fn)(void *, char *, unsigned), void *arg,
 		if (len > 0 && line[len - 1] == '\n')
 			line[--len] = '\0';
 		else if (!feof(f)) {
-			warnx0("%s:%u: line too long", path, lineno);
+			say_error("%s:%u: line too long", path, lineno);
 			rc = -1;
 			break;
 		}
 		rc = fn(arg, line, lineno);
 	}
 	if (rc == 0 && ferror(f)) {
-		warnx0("%s: %s", path, strerror(errno));
+		say_error("%s: %s", path, strerror(errno));
 		rc = -1;
 	}
 	fclose(f);
@@ -1962,7 +1904,7 @@ keys_add(uint8_t **keys, size_t *n, const uint8_t key[PROTO_KEYBYTES])
 	uint8_t *more;
 
 	if ((more = realloc(*keys, (*n + 1) * PROTO_KEYBYTES)) == NULL) {
-		warnx0("realloc: %s", strerror(errno));
+		say_error("realloc: %s", strerror(errno));
 		return (-1);
 	}
 	memcpy(more + *n * PROTO_KEYBYTES, key, PROTO_KEYBYTES);
@@ -1998,7 +1940,8 @@ allow_line(void *arg, char *line, unsigned lineno)
 	if (split_line(line, &word, &rest) == 1)
 		return (0);
 	if (proto_key_decode(key, word, strlen(word)) != 0) {
-		warnx0("%s:%u: not a public key: %.60s", a->path, lineno, word);
+		say_error("%s:%u: not a public key: %.60s", a->path, lineno,
+		    word);
 		return (-1);
 	}
 	return (keys_add(&a->k->allow, &a->k->nallow, key));
@@ -2016,7 +1959,8 @@ known_line(void *arg, char *line, unsigned lineno)
 		return (0);
 	if (split_line(rest, &b64, &tail) != 0 || *tail != '\0' ||
 	    proto_key_decode(key, b64, strlen(b64)) != 0) {
-		warnx0("%s:%u: expected \"HOST:PORT KEY\"", k->known, lineno);
+		say_error("%s:%u: expected \"HOST:PORT KEY\"", k->known,
+		    lineno);
 		return (-1);
 	}
 	if (strcmp(word, k->hostport) != 0)
@@ -2114,13 +2058,13 @@ trace_step(void *arg, const char *what, const uint8_t *buf, size_t len)
 
 	(void)arg;
 	if (buf == NULL) {
-		status(2, "[trace] %s", what);
+		say_status(2, "[trace] %s", what);
 		return;
 	}
 	if ((h = malloc(2 * len + 1)) == NULL)
 		return;
-	hex(h, buf, len);
-	status(2, "[trace]   %s = %s", what, h);
+	say_hex(h, buf, len);
+	say_status(2, "[trace]   %s = %s", what, h);
 	sodium_memzero(h, 2 * len + 1);
 	free(h);
 }
@@ -2150,7 +2094,7 @@ handshake_failed(int rc, const struct proto_hs *hs, const struct opts *o,
 		else if (!o->classic && !silent)
 			hint = " (the connector refused our key, or its --psk "
 			    "differs)";
-		warnx0("handshake with %s failed: %s%s", peer, why, hint);
+		say_error("handshake with %s failed: %s%s", peer, why, hint);
 		return (EXIT_SECURITY);
 	}
 	if (rc == PROTO_ETIMEOUT && silent)
@@ -2166,8 +2110,8 @@ handshake_failed(int rc, const struct proto_hs *hs, const struct opts *o,
 			hint = " (does the listener want a --psk, or speak "
 			    "--classic?)";
 	}
-	warnx0("handshake with %s failed: %s%s", peer, why, hint);
-	return (exit_for(rc));
+	say_error("handshake with %s failed: %s%s", peer, why, hint);
+	return (say_exit_for(rc));
 }
 
 /*
@@ -2186,8 +2130,8 @@ report_peer(struct session *s, const struct opts *o, struct keys *k,
 	snprintf(s->label, sizeof(s->label), s->initiator ? "[server]" :
 	    "[client]");
 	if (o->classic) {
-		hex(sec, proto_hs_hash(hs), PROTO_KEYBYTES);
-		status(0, "Shared secret (hex) -> %s", sec);
+		say_hex(sec, proto_hs_hash(hs), PROTO_KEYBYTES);
+		say_status(0, "Shared secret (hex) -> %s", sec);
 		sodium_memzero(sec, sizeof(sec));
 		return (0);
 	}
@@ -2198,11 +2142,11 @@ report_peer(struct session *s, const struct opts *o, struct keys *k,
 	}
 	proto_key_encode(b64, rs);
 	shown[sanitize(shown, name, namelen)] = '\0';
-	status(0, "Peer key: %s%s%s%s", b64, namelen > 0 ? " (\"" : "",
+	say_status(0, "Peer key: %s%s%s%s", b64, namelen > 0 ? " (\"" : "",
 	    shown, namelen > 0 ? "\")" : "");
 	proto_session_code(code, proto_hs_hash(hs));
-	status(0, "Session code: %s  (the same on both screens: no one in the "
-	    "middle)", code);
+	say_status(0, "Session code: %s  (the same on both screens: no one in "
+	    "the middle)", code);
 	if (namelen > 0)
 		snprintf(s->label, sizeof(s->label), "[%s]", shown);
 	return (0);
@@ -2229,13 +2173,13 @@ handshake(struct session *s, const struct opts *o, struct keys *k,
 	hp.classic = o->classic;
 	hp.s = k->s;
 	hp.psk = k->psk;
-	if (verbosity >= 2) {
+	if (say_verbosity() >= 2) {
 		hp.trace = trace_step;
-		status(2, "[trace] WARNING: this trace shows secret keys; "
+		say_status(2, "[trace] WARNING: this trace shows secret keys; "
 		    "never share it");
 	}
 	if ((hs = proto_hs_new(&hp)) == NULL) {
-		warnx0("proto_hs_new: %s", strerror(errno));
+		say_error("proto_hs_new: %s", strerror(errno));
 		return (EXIT_RUNTIME);
 	}
 	memset(&v, 0, sizeof(v));
@@ -2246,12 +2190,12 @@ handshake(struct session *s, const struct opts *o, struct keys *k,
 	    proto_now_ms() + (int64_t)o->wait * 1000,
 	    o->classic ? NULL : verify_peer, &v);
 	if (rc == PROTO_EREJECT) {
-		warnx0("%s: %s", peer, v.why);
+		say_error("%s: %s", peer, v.why);
 		rc = EXIT_SECURITY;
 	} else if (rc != 0)
 		rc = handshake_failed(rc, hs, o, k, peer);
 	else if ((rc = proto_hs_split(hs, &s->tx, &s->rx)) != 0) {
-		warnx0("%s", proto_strerror(rc));
+		say_error("%s", proto_strerror(rc));
 		rc = EXIT_RUNTIME;
 	} else
 		rc = report_peer(s, o, k, hs, &v, name, namelen);
@@ -2284,7 +2228,7 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 	s.typed = isatty(STDIN_FILENO);
 	s.chat = s.typed && isatty(STDOUT_FILENO);
 	s.initiator = o->connect != NULL;
-	s.verbose = verbosity;
+	s.verbose = say_verbosity();
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
 	rc = handshake(&s, o, k, peer);
@@ -2300,7 +2244,7 @@ serve(int fd, const struct opts *o, struct keys *k, const char *peer)
 	/* The listener's first packet tells the connector it was accepted. */
 	if (!o->classic && !s.initiator &&
 	    send_typed(&s, pkt, PROTO_DATA, 0) != 0) {
-		warnx0("%s", s.txcode != 0 ? s.txmsg : s.msg);
+		say_error("%s", s.txcode != 0 ? s.txmsg : s.msg);
 		rc = s.txcode != 0 ? s.txcode : s.code;
 		goto out;
 	}
@@ -2335,17 +2279,17 @@ run_listener(const struct opts *o, struct keys *k, const char *host,
 		if (fd == -1) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			warnx0("accept: %s", strerror(errno));
+			say_error("accept: %s", strerror(errno));
 			close(lfd);
 			return (EXIT_RUNTIME);
 		}
 		addr_text((struct sockaddr *)&ss, sslen, peer, sizeof(peer));
-		status(0, "Client %s connected", peer);
+		say_status(0, "Client %s connected", peer);
 		rc = serve(fd, o, k, peer);
 		close(fd);
 		if (!o->keep || got_signal)
 			break;
-		status(1, "Listening for the next peer.");
+		say_status(1, "Listening for the next peer.");
 	}
 	close(lfd);
 	return (rc);
@@ -2360,7 +2304,7 @@ run_connector(const struct opts *o, struct keys *k, const char *host,
 	if ((fd = connect_to(host, port, o->family,
 	    proto_now_ms() + (int64_t)o->wait * 1000)) == -1)
 		return (EXIT_RUNTIME);
-	status(0, "Connected to %s", k->hostport);
+	say_status(0, "Connected to %s", k->hostport);
 	if (identity_create(k) != 0) {
 		close(fd);
 		return (EXIT_RUNTIME);
@@ -2386,7 +2330,7 @@ keygen(const char *path)
 		strcat(def, "/identity");
 		path = def;
 		if (make_parents(path) != 0) {
-			warnx0("%s: cannot create its directory: %s", path,
+			say_error("%s: cannot create its directory: %s", path,
 			    strerror(errno));
 			return (EXIT_RUNTIME);
 		}
@@ -2395,7 +2339,7 @@ keygen(const char *path)
 		return (EXIT_RUNTIME);
 	proto_key_encode(b64, pub);
 	printf("%s\n", b64);
-	status(0, "Wrote a new private key to %s", path);
+	say_status(0, "Wrote a new private key to %s", path);
 	return (fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
 }
 
@@ -2413,7 +2357,7 @@ pubkey(const char *path)
 		path = def;
 	}
 	if ((priv = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-		warnx0("sodium_malloc: %s", strerror(errno));
+		say_error("sodium_malloc: %s", strerror(errno));
 		return (EXIT_RUNTIME);
 	}
 	rc = load_key(path, 1, priv, "private key");
@@ -2437,7 +2381,7 @@ once(const char **slot, const char *val, const char *name)
 {
 
 	if (*slot != NULL)
-		return (usage_error("%s given twice", name));
+		return (say_usage("%s given twice", name));
 	*slot = val;
 	return (0);
 }
@@ -2448,7 +2392,7 @@ flag(int *slot, const char *name)
 {
 
 	if (*slot)
-		return (usage_error("%s given twice", name));
+		return (say_usage("%s given twice", name));
 	*slot = 1;
 	return (0);
 }
@@ -2527,16 +2471,16 @@ scan_opts(int argc, char **argv, struct opts *o, struct given *g)
 			printf(PROG " " X25519CHAT_VERSION "\n");
 			exit(fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
 		case ':':
-			return (usage_error("%s needs an argument",
+			return (say_usage("%s needs an argument",
 			    argv[optind - 1]));
 		default:
 			/* A long option, or one given an argument it does not
 			 * take, is named as it was written. */
 			if (optopt > 0 && optopt < 256 &&
 			    argv[optind - 1][1] != '-')
-				return (usage_error("unknown option -%c",
+				return (say_usage("unknown option -%c",
 				    optopt));
-			return (usage_error("unknown option, or an argument "
+			return (say_usage("unknown option, or an argument "
 			    "it does not take: %s", argv[optind - 1]));
 		}
 	}
@@ -2551,17 +2495,17 @@ check_keyfile_opts(int argc, char **argv, struct opts *o,
 	const char *mode = o->keygen ? "--keygen" : "--pubkey";
 
 	if (o->keygen && o->pubkey)
-		return (usage_error("--keygen and --pubkey cannot be combined"));
+		return (say_usage("--keygen and --pubkey cannot be combined"));
 	if (o->listen || o->connect || o->classic || o->keep || g->wait ||
 	    o->identity || o->name || o->peer || o->known || o->allow ||
 	    o->psk || g->v4 || g->v6)
-		return (usage_error("%s takes no other options", mode));
+		return (say_usage("%s takes no other options", mode));
 	if (argc - optind > 1)
-		return (usage_error("unexpected argument: %s",
+		return (say_usage("unexpected argument: %s",
 		    argv[optind + 1]));
 	o->keyfile = optind < argc ? argv[optind] : NULL;
 	if (o->keygen && o->keyfile && strcmp(o->keyfile, "-") == 0)
-		return (usage_error("--keygen writes a file, not stdout"));
+		return (say_usage("--keygen writes a file, not stdout"));
 	return (0);
 }
 
@@ -2574,30 +2518,30 @@ check_opts(struct opts *o, const struct given *g)
 	long v;
 
 	if (o->listen == NULL && o->connect == NULL)
-		return (usage_error("one of -l or -c is needed"));
+		return (say_usage("one of -l or -c is needed"));
 	if (o->listen != NULL && o->connect != NULL)
-		return (usage_error("-l and -c cannot be combined"));
+		return (say_usage("-l and -c cannot be combined"));
 	if (o->keep && o->listen == NULL)
-		return (usage_error("-k needs -l"));
+		return (say_usage("-k needs -l"));
 	if (o->known != NULL && o->connect == NULL)
-		return (usage_error("--known-peers needs -c"));
+		return (say_usage("--known-peers needs -c"));
 	if (o->allow != NULL && o->listen == NULL)
-		return (usage_error("--allow needs -l"));
+		return (say_usage("--allow needs -l"));
 	bad = o->identity ? "-i" : o->name ? "-n" : o->peer ? "--peer" :
 	    o->known ? "--known-peers" : o->allow ? "--allow" :
 	    o->psk ? "--psk" : NULL;
 	if (o->classic && bad != NULL)
-		return (usage_error("%s cannot be used with --classic: the "
+		return (say_usage("%s cannot be used with --classic: the "
 		    "original protocol has no keys to check", bad));
 	if (o->name != NULL && !valid_name(o->name))
-		return (usage_error("-n: a name is at most %d bytes of "
+		return (say_usage("-n: a name is at most %d bytes of "
 		    "printable UTF-8", PROTO_NAMEMAX));
 	if (g->wait != NULL) {
 		errno = 0;
 		v = strtol(g->wait, &end, 10);
 		if (!isdigit((unsigned char)g->wait[0]) || *end != '\0' ||
 		    errno != 0 || v < 1 || v > 86400)
-			return (usage_error("-w: %s: expected seconds from 1 "
+			return (say_usage("-w: %s: expected seconds from 1 "
 			    "to 86400", g->wait));
 		o->wait = (int)v;
 	}
@@ -2616,16 +2560,16 @@ parse_opts(int argc, char **argv, struct opts *o)
 	if ((rc = scan_opts(argc, argv, o, &g)) != 0)
 		return (rc);
 	if (g.v4 && g.v6)
-		return (usage_error("-4 and -6 cannot be combined"));
+		return (say_usage("-4 and -6 cannot be combined"));
 	o->family = g.v4 ? AF_INET : g.v6 ? AF_INET6 : AF_UNSPEC;
 	if (g.quiet && o->verbose > 0)
-		return (usage_error("-q and -v cannot be combined"));
+		return (say_usage("-q and -v cannot be combined"));
 	if (g.quiet)
 		o->verbose = -1;
 	if (o->keygen || o->pubkey)
 		return (check_keyfile_opts(argc, argv, o, &g));
 	if (optind < argc)
-		return (usage_error("unexpected argument: %s", argv[optind]));
+		return (say_usage("unexpected argument: %s", argv[optind]));
 	return (check_opts(o, &g));
 }
 
@@ -2651,12 +2595,12 @@ setup_keys(const struct opts *o, struct keys *k, const char *host,
 		return (0);
 	if (o->peer != NULL && proto_key_decode(k->peer, o->peer,
 	    strlen(o->peer)) != 0)
-		return (usage_error("--peer: not a public key (44 base64 "
+		return (say_usage("--peer: not a public key (44 base64 "
 		    "characters): %s", o->peer));
 	k->has_peer = o->peer != NULL;
 	if (o->psk != NULL) {
 		if ((k->psk = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-			warnx0("sodium_malloc: %s", strerror(errno));
+			say_error("sodium_malloc: %s", strerror(errno));
 			return (EXIT_RUNTIME);
 		}
 		if (load_key(o->psk, 0, k->psk, "pre-shared key") != 0)
@@ -2668,7 +2612,7 @@ setup_keys(const struct opts *o, struct keys *k, const char *host,
 		if (for_each_line(o->allow, allow_line, &a, 0) != 0)
 			return (EXIT_RUNTIME);
 		if (k->nallow == 0) {
-			warnx0("%s: no keys listed: no peer could connect",
+			say_error("%s: no keys listed: no peer could connect",
 			    o->allow);
 			return (EXIT_RUNTIME);
 		}
@@ -2686,7 +2630,7 @@ setup_keys(const struct opts *o, struct keys *k, const char *host,
 	}
 	/* Last, as a missing default identity is created only later. */
 	if ((k->s = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-		warnx0("sodium_malloc: %s", strerror(errno));
+		say_error("sodium_malloc: %s", strerror(errno));
 		return (EXIT_RUNTIME);
 	}
 	if (load_identity(o->identity, k) != 0)
@@ -2740,9 +2684,9 @@ main(int argc, char **argv)
 	(void)signal(SIGPIPE, SIG_IGN);
 	if ((rc = parse_opts(argc, argv, &o)) != 0)
 		return (rc);
-	verbosity = o.verbose;
+	say_set_verbosity(o.verbose);
 	if (sodium_init() < 0) {
-		warnx0("cannot initialise libsodium");
+		say_error("cannot initialise libsodium");
 		return (EXIT_RUNTIME);
 	}
 	if (o.keygen)
@@ -2750,7 +2694,7 @@ main(int argc, char **argv)
 	if (o.pubkey)
 		return (pubkey(o.keyfile));
 	if (!crypto_aead_aes256gcm_is_available()) {
-		warnx0("this CPU has no AES-NI (hardware AES): libsodium's "
+		say_error("this CPU has no AES-NI (hardware AES): libsodium's "
 		    "AES-256-GCM cannot run here");
 		return (EXIT_RUNTIME);
 	}
@@ -2762,7 +2706,7 @@ main(int argc, char **argv)
 	memset(&k, 0, sizeof(k));
 	if ((rc = setup_keys(&o, &k, host, pbuf)) == 0) {
 		if (pipe2(wakefd, O_CLOEXEC | O_NONBLOCK) == -1) {
-			warnx0("pipe: %s", strerror(errno));
+			say_error("pipe: %s", strerror(errno));
 			rc = EXIT_RUNTIME;
 		} else if (o.listen != NULL)
 			rc = run_listener(&o, &k, host, pbuf);
