@@ -26,7 +26,6 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -42,6 +41,7 @@
 #include "proto.h"
 #include "say.h"
 #include "term.h"
+#include "trust.h"
 
 #define DEFAULT_WAIT	10
 #define SHOWMAX		4096		/* a received chat line shown at once */
@@ -85,24 +85,6 @@ struct opts {
 	const char *keyfile;	/* operand of --keygen / --pubkey */
 };
 
-/* What a session needs to know beyond the socket. */
-struct keys {
-	uint8_t *s;			/* our static private key (guarded) */
-	uint8_t spub[PROTO_KEYBYTES];
-	uint8_t *psk;			/* NULL, or the PSK (guarded) */
-	uint8_t peer[PROTO_KEYBYTES];	/* --peer */
-	int has_peer;
-	uint8_t *allow;			/* --allow keys, 32 bytes each */
-	size_t nallow;
-	char known[PATH_MAX];		/* known_peers file (connector) */
-	char hostport[300];		/* known_peers name of the listener */
-	uint8_t *known_keys;		/* its keys there, 32 bytes each */
-	size_t nknown;
-	unsigned known_line;		/* the line of the first of them */
-	char idpath[PATH_MAX];		/* the default identity */
-	int create;			/* which does not exist yet */
-};
-
 /* One connection, from handshake to the end of both directions. */
 struct session {
 	int sock;
@@ -128,7 +110,7 @@ struct session {
 
 	/* Connector, first contact: the listener's key goes to known_peers
 	 * once its first packet has proved the session (and any PSK). */
-	const struct keys *k;
+	const struct trust_keys *k;
 	uint8_t rs[PROTO_KEYBYTES];
 	int record;
 };
@@ -136,8 +118,6 @@ struct session {
 /* Written by signal handlers, read by every thread: a lock-free atomic. */
 static atomic_int got_signal;
 static int wakefd[2] = { -1, -1 };
-
-static int known_add(const char *, const char *, const uint8_t *);
 
 /*
  * Signals: SIGINT, SIGTERM and SIGHUP during a session wake the sender,
@@ -708,7 +688,7 @@ record_peer(struct session *s)
 {
 
 	s->record = 0;
-	if (known_add(s->k->known, s->k->hostport, s->rs) != 0) {
+	if (trust_known_add(s->k->known, s->k->hostport, s->rs) != 0) {
 		session_fail(s, EXIT_RUNTIME, "%s: cannot record the peer's "
 		    "key: %s", s->k->known, strerror(errno));
 		return (-1);
@@ -1277,450 +1257,6 @@ connected:
 }
 
 /*
- * Key files.
- */
-
-/* The default directory of our files: $XDG_CONFIG_HOME/x25519chat. */
-static int
-config_dir(char *out, size_t len)
-{
-	const char *base = getenv("XDG_CONFIG_HOME");
-	const char *home = getenv("HOME");
-	struct passwd *pw;
-	int n;
-
-	if (base != NULL && base[0] == '/')
-		n = snprintf(out, len, "%s/" PROG, base);
-	else {
-		if ((home == NULL || home[0] == '\0') &&
-		    (pw = getpwuid(getuid())) != NULL)
-			home = pw->pw_dir;
-		if (home == NULL) {
-			say_error("cannot find the home directory; use -i");
-			return (-1);
-		}
-		n = snprintf(out, len, "%s/.config/" PROG, home);
-	}
-	if (n < 0 || (size_t)n >= len) {
-		say_error("configuration path too long");
-		return (-1);
-	}
-	return (0);
-}
-
-/*
- * mkdir -p for the parent directories of path, new ones mode 0700.
- * Return 0, or -1 with errno set.
- */
-static int
-make_parents(const char *path)
-{
-	char buf[PATH_MAX];
-	char *p;
-
-	if (strlen(path) >= sizeof(buf))
-		return (-1);
-	strcpy(buf, path);
-	for (p = buf + 1; (p = strchr(p, '/')) != NULL; p++) {
-		*p = '\0';
-		if (mkdir(buf, 0700) == -1 && errno != EEXIST)
-			return (-1);
-		*p = '/';
-	}
-	return (0);
-}
-
-/*
- * Read a key file whole into buf (at most len bytes): a regular file of
- * ours that nobody else can read, or with stdin_ok and path "-", standard
- * input.  Return the size, or -1 after reporting.
- */
-static ssize_t
-read_keyfile(const char *path, int stdin_ok, char *buf, size_t len)
-{
-	struct stat st;
-	ssize_t n, r;
-	char extra;
-	int fd;
-
-	if (stdin_ok && strcmp(path, "-") == 0)
-		fd = STDIN_FILENO;
-	else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		say_error("%s: %s", path, strerror(errno));
-		return (-1);
-	}
-	if (fstat(fd, &st) == -1) {
-		say_error("%s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (fd != STDIN_FILENO) {
-		if (!S_ISREG(st.st_mode)) {
-			say_error("%s: not a regular file", path);
-			goto fail;
-		}
-		if (st.st_uid != geteuid() && st.st_uid != 0) {
-			say_error("%s: owned by another user; refusing a key "
-			    "that others control", path);
-			goto fail;
-		}
-		if ((st.st_mode & 077) != 0) {
-			say_error("%s: permissions %04o are too open: others "
-			    "can %s this key (run: chmod 600 %s)", path,
-			    (unsigned)(st.st_mode & 07777),
-			    (st.st_mode & 044) != 0 ? "read" : "change", path);
-			goto fail;
-		}
-	}
-	/* One byte more than fits tells a file that is too large. */
-	for (n = 0; (size_t)n <= len; n += r) {
-		r = read(fd, (size_t)n < len ? buf + n : &extra,
-		    (size_t)n < len ? len - (size_t)n : 1);
-		if (r == -1 && errno == EINTR) {
-			r = 0;
-			continue;
-		}
-		if (r == -1) {
-			say_error("%s: %s", path, strerror(errno));
-			goto fail;
-		}
-		if (r == 0)
-			break;
-	}
-	if ((size_t)n > len) {
-		say_error("%s: file too large for a key", path);
-		goto fail;
-	}
-	if (fd != STDIN_FILENO)
-		close(fd);
-	return (n);
-
-fail:
-	if (fd != STDIN_FILENO)
-		close(fd);
-	return (-1);
-}
-
-/* Load a secret key file (identity or PSK) into key.  0 or -1. */
-static int
-load_key(const char *path, int stdin_ok, uint8_t key[PROTO_KEYBYTES],
-    const char *what)
-{
-	char buf[PROTO_B64LEN + 2];
-	ssize_t n;
-	int rc;
-
-	if ((n = read_keyfile(path, stdin_ok, buf, sizeof(buf))) == -1)
-		return (-1);
-	rc = proto_keyfile_parse(key, buf, (size_t)n);
-	sodium_memzero(buf, sizeof(buf));
-	if (rc != 0) {
-		say_error("%s: not a valid %s (expected 44 base64 characters "
-		    "and a newline, as %s writes)", path, what,
-		    strcmp(what, "pre-shared key") == 0 ? "wg genpsk" :
-		    "wg genkey");
-		return (-1);
-	}
-	return (0);
-}
-
-/* Write a new private key to path (never overwriting); 0 or -1. */
-static int
-write_new_key(const char *path, uint8_t pub[PROTO_KEYBYTES])
-{
-	uint8_t *priv;
-	char text[PROTO_B64LEN + 2];
-	int fd, rc = -1;
-
-	if ((priv = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-		say_error("sodium_malloc: %s", strerror(errno));
-		return (-1);
-	}
-	proto_keypair_new(priv, pub);
-	proto_key_encode(text, priv);
-	text[PROTO_B64LEN] = '\n';
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-	    O_CLOEXEC, 0600)) == -1) {
-		say_error("%s: %s%s", path, strerror(errno), errno == EEXIST ?
-		    " (refusing to overwrite a key)" : "");
-		goto out;
-	}
-	if (proto_write_full(fd, text, PROTO_B64LEN + 1) != 0 ||
-	    fsync(fd) != 0) {
-		say_error("%s: %s", path, strerror(errno));
-		close(fd);
-		(void)unlink(path);
-		goto out;
-	}
-	close(fd);
-	rc = 0;
-out:
-	sodium_memzero(text, sizeof(text));
-	sodium_free(priv);
-	return (rc);
-}
-
-/*
- * Load our identity.  The default one is only noted as missing here: it is
- * created by identity_create() once everything else has worked.
- */
-static int
-load_identity(const char *path, struct keys *k)
-{
-	struct stat st;
-
-	if (path == NULL) {
-		if (config_dir(k->idpath, sizeof(k->idpath) - 9) != 0)
-			return (-1);
-		strcat(k->idpath, "/identity");
-		if (lstat(k->idpath, &st) == -1 && errno == ENOENT) {
-			k->create = 1;
-			return (0);
-		}
-		path = k->idpath;
-	}
-	if (load_key(path, 0, k->s, "private key") != 0)
-		return (-1);
-	(void)crypto_scalarmult_base(k->spub, k->s);
-	return (0);
-}
-
-/* Create the default identity if load_identity() found none.  0 or -1. */
-static int
-identity_create(struct keys *k)
-{
-	char b64[PROTO_B64LEN + 1];
-
-	if (!k->create)
-		return (0);
-	if (make_parents(k->idpath) != 0) {
-		say_error("%s: cannot create its directory: %s", k->idpath,
-		    strerror(errno));
-		return (-1);
-	}
-	if (write_new_key(k->idpath, k->spub) != 0 ||
-	    load_key(k->idpath, 0, k->s, "private key") != 0)
-		return (-1);
-	k->create = 0;
-	proto_key_encode(b64, k->spub);
-	say_status(0, "Created a new identity in %s; public key %s", k->idpath,
-	    b64);
-	return (0);
-}
-
-/*
- * Parse one line of a key list: the first word is returned in word (NUL
- * ended in place), the rest ignored.  Return 0 for a line with a word,
- * 1 for a blank or comment line.
- */
-static int
-split_line(char *line, char **word, char **rest)
-{
-	char *p = line, *end;
-
-	while (*p == ' ' || *p == '\t')
-		p++;
-	if (*p == '\0' || *p == '#')
-		return (1);
-	end = p + strcspn(p, " \t");
-	*rest = end;
-	if (*end != '\0') {
-		*end = '\0';
-		(*rest)++;
-		while (**rest == ' ' || **rest == '\t')
-			(*rest)++;
-	}
-	*word = p;
-	return (0);
-}
-
-/* Read a text file of lines; calls fn for each line.  0 or -1. */
-static int
-for_each_line(const char *path, int (*fn)(void *, char *, unsigned), void *arg,
-    int missing_ok)
-{
-	FILE *f;
-	char line[1024];
-	unsigned lineno = 0;
-	size_t len;
-	int rc = 0;
-
-	if ((f = fopen(path, "re")) == NULL) {
-		if (missing_ok && errno == ENOENT)
-			return (0);
-		say_error("%s: %s", path, strerror(errno));
-		return (-1);
-	}
-	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
-		lineno++;
-		len = strlen(line);
-		if (len > 0 && line[len - 1] == '\n')
-			line[--len] = '\0';
-		else if (!feof(f)) {
-			say_error("%s:%u: line too long", path, lineno);
-			rc = -1;
-			break;
-		}
-		rc = fn(arg, line, lineno);
-	}
-	if (rc == 0 && ferror(f)) {
-		say_error("%s: %s", path, strerror(errno));
-		rc = -1;
-	}
-	fclose(f);
-	return (rc);
-}
-
-/* Append one key to a growing array of 32-byte keys. */
-static int
-keys_add(uint8_t **keys, size_t *n, const uint8_t key[PROTO_KEYBYTES])
-{
-	uint8_t *more;
-
-	if ((more = realloc(*keys, (*n + 1) * PROTO_KEYBYTES)) == NULL) {
-		say_error("realloc: %s", strerror(errno));
-		return (-1);
-	}
-	memcpy(more + *n * PROTO_KEYBYTES, key, PROTO_KEYBYTES);
-	*keys = more;
-	(*n)++;
-	return (0);
-}
-
-static int
-keys_find(const uint8_t *keys, size_t n, const uint8_t key[PROTO_KEYBYTES])
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (sodium_memcmp(keys + i * PROTO_KEYBYTES, key,
-		    PROTO_KEYBYTES) == 0)
-			return (1);
-	return (0);
-}
-
-struct allow_ctx {
-	struct keys *k;
-	const char *path;
-};
-
-static int
-allow_line(void *arg, char *line, unsigned lineno)
-{
-	struct allow_ctx *a = arg;
-	uint8_t key[PROTO_KEYBYTES];
-	char *word, *rest;
-
-	if (split_line(line, &word, &rest) == 1)
-		return (0);
-	if (proto_key_decode(key, word, strlen(word)) != 0) {
-		say_error("%s:%u: not a public key: %.60s", a->path, lineno,
-		    word);
-		return (-1);
-	}
-	return (keys_add(&a->k->allow, &a->k->nallow, key));
-}
-
-/* One line of known_peers: keep the keys recorded for our listener. */
-static int
-known_line(void *arg, char *line, unsigned lineno)
-{
-	struct keys *k = arg;
-	uint8_t key[PROTO_KEYBYTES];
-	char *word, *rest, *b64, *tail;
-
-	if (split_line(line, &word, &rest) == 1)
-		return (0);
-	if (split_line(rest, &b64, &tail) != 0 || *tail != '\0' ||
-	    proto_key_decode(key, b64, strlen(b64)) != 0) {
-		say_error("%s:%u: expected \"HOST:PORT KEY\"", k->known,
-		    lineno);
-		return (-1);
-	}
-	if (strcmp(word, k->hostport) != 0)
-		return (0);
-	if (k->nknown == 0)
-		k->known_line = lineno;
-	return (keys_add(&k->known_keys, &k->nknown, key));
-}
-
-/*
- * Append "HOST:PORT KEY" to the known_peers file, creating it.  Return 0,
- * or -1 with errno set.
- */
-static int
-known_add(const char *path, const char *hostport, const uint8_t *key)
-{
-	char b64[PROTO_B64LEN + 1], line[400], last = '\n';
-	struct stat st;
-	int fd, n, err;
-
-	if (make_parents(path) != 0)
-		return (-1);
-	if ((fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW |
-	    O_CLOEXEC, 0600)) == -1)
-		return (-1);
-	/* A file edited by hand may lack its last newline. */
-	if (fstat(fd, &st) == 0 && st.st_size > 0 &&
-	    pread(fd, &last, 1, st.st_size - 1) != 1)
-		last = '\n';
-	proto_key_encode(b64, key);
-	n = snprintf(line, sizeof(line), "%s%s %s\n", last == '\n' ? "" :
-	    "\n", hostport, b64);
-	if (proto_write_full(fd, line, (size_t)n) != 0) {
-		err = errno;
-		close(fd);
-		errno = err;
-		return (-1);
-	}
-	return (close(fd));
-}
-
-/* What the handshake's verify callback needs, and what it concluded. */
-struct verify_ctx {
-	struct keys *k;
-	int initiator;
-	int first_contact;	/* known_peers had no line for this host */
-	char why[PATH_MAX + 1024];
-};
-
-static int
-verify_peer(void *arg, const uint8_t rs[PROTO_KEYBYTES])
-{
-	struct verify_ctx *v = arg;
-	struct keys *k = v->k;
-	char b64[PROTO_B64LEN + 1], old[PROTO_B64LEN + 1];
-
-	proto_key_encode(b64, rs);
-	if (k->has_peer && sodium_memcmp(rs, k->peer, PROTO_KEYBYTES) != 0) {
-		snprintf(v->why, sizeof(v->why), "peer key %s is not the "
-		    "one --peer requires", b64);
-		return (-1);
-	}
-	if (k->allow != NULL && !keys_find(k->allow, k->nallow, rs)) {
-		snprintf(v->why, sizeof(v->why), "peer key %s is not in the "
-		    "--allow list", b64);
-		return (-1);
-	}
-	if (!v->initiator || k->has_peer)
-		return (0);
-
-	/* Trust on first use: the connector remembers listeners' keys. */
-	if (keys_find(k->known_keys, k->nknown, rs))
-		return (0);
-	if (k->nknown > 0) {
-		proto_key_encode(old, k->known_keys);
-		snprintf(v->why, sizeof(v->why), "REFUSING: the key of %s "
-		    "has CHANGED from %s (%s line %u) to %s; someone may be "
-		    "intercepting the connection. If the change is expected, "
-		    "delete that line.", k->hostport, old, k->known,
-		    k->known_line, b64);
-		return (-1);
-	}
-	v->first_contact = 1;
-	return (0);
-}
-
-/*
  * A session from handshake to end.
  */
 
@@ -1748,7 +1284,7 @@ trace_step(void *arg, const char *what, const uint8_t *buf, size_t len)
  */
 static int
 handshake_failed(int rc, const struct proto_hs *hs, const struct opts *o,
-    const struct keys *k, const char *peer)
+    const struct trust_keys *k, const char *peer)
 {
 	int connector = o->connect != NULL;
 	/* The step at which we wait for the peer's first message. */
@@ -1792,8 +1328,8 @@ handshake_failed(int rc, const struct proto_hs *hs, const struct opts *o,
  * the label of the peer's lines.  Return 0 or an exit status.
  */
 static int
-report_peer(struct session *s, const struct opts *o, struct keys *k,
-    const struct proto_hs *hs, const struct verify_ctx *v,
+report_peer(struct session *s, const struct opts *o, struct trust_keys *k,
+    const struct proto_hs *hs, const struct trust_verify *v,
     const uint8_t *name, size_t namelen)
 {
 	char b64[PROTO_B64LEN + 1], code[PROTO_CODELEN + 1];
@@ -1831,12 +1367,12 @@ report_peer(struct session *s, const struct opts *o, struct keys *k,
  * after reporting.
  */
 static int
-handshake(struct session *s, const struct opts *o, struct keys *k,
+handshake(struct session *s, const struct opts *o, struct trust_keys *k,
     const char *peer)
 {
 	struct proto_hs_params hp;
 	struct proto_hs *hs;
-	struct verify_ctx v;
+	struct trust_verify v;
 	uint8_t name[PROTO_NAMEMAX];
 	size_t namelen = 0;
 	int rc;
@@ -1861,7 +1397,7 @@ handshake(struct session *s, const struct opts *o, struct keys *k,
 	rc = proto_handshake(s->sock, hs, (const uint8_t *)o->name,
 	    o->name != NULL ? strlen(o->name) : 0, name, &namelen,
 	    proto_now_ms() + (int64_t)o->wait * 1000,
-	    o->classic ? NULL : verify_peer, &v);
+	    o->classic ? NULL : trust_verify_peer, &v);
 	if (rc == PROTO_EREJECT) {
 		say_error("%s: %s", peer, v.why);
 		rc = EXIT_SECURITY;
@@ -1881,7 +1417,7 @@ handshake(struct session *s, const struct opts *o, struct keys *k,
  * Return the exit status, after reporting any failure.
  */
 static int
-serve(int fd, const struct opts *o, struct keys *k, const char *peer)
+serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer)
 {
 	struct session s;
 	pthread_condattr_t ca;
@@ -1931,7 +1467,7 @@ out:
 }
 
 static int
-run_listener(const struct opts *o, struct keys *k, const char *host,
+run_listener(const struct opts *o, struct trust_keys *k, const char *host,
     const char *port)
 {
 	struct sockaddr_storage ss;
@@ -1941,7 +1477,7 @@ run_listener(const struct opts *o, struct keys *k, const char *host,
 
 	if ((lfd = open_listener(host, port, o->family)) == -1)
 		return (EXIT_RUNTIME);
-	if (identity_create(k) != 0) {
+	if (trust_identity_create(k) != 0) {
 		close(lfd);
 		return (EXIT_RUNTIME);
 	}
@@ -1969,7 +1505,7 @@ run_listener(const struct opts *o, struct keys *k, const char *host,
 }
 
 static int
-run_connector(const struct opts *o, struct keys *k, const char *host,
+run_connector(const struct opts *o, struct trust_keys *k, const char *host,
     const char *port)
 {
 	int fd, rc;
@@ -1978,70 +1514,13 @@ run_connector(const struct opts *o, struct keys *k, const char *host,
 	    proto_now_ms() + (int64_t)o->wait * 1000)) == -1)
 		return (EXIT_RUNTIME);
 	say_status(0, "Connected to %s", k->hostport);
-	if (identity_create(k) != 0) {
+	if (trust_identity_create(k) != 0) {
 		close(fd);
 		return (EXIT_RUNTIME);
 	}
 	rc = serve(fd, o, k, k->hostport);
 	close(fd);
 	return (rc);
-}
-
-/*
- * --keygen and --pubkey.
- */
-
-static int
-keygen(const char *path)
-{
-	char def[PATH_MAX], b64[PROTO_B64LEN + 1];
-	uint8_t pub[PROTO_KEYBYTES];
-
-	if (path == NULL) {
-		if (config_dir(def, sizeof(def) - 9) != 0)
-			return (EXIT_RUNTIME);
-		strcat(def, "/identity");
-		path = def;
-		if (make_parents(path) != 0) {
-			say_error("%s: cannot create its directory: %s", path,
-			    strerror(errno));
-			return (EXIT_RUNTIME);
-		}
-	}
-	if (write_new_key(path, pub) != 0)
-		return (EXIT_RUNTIME);
-	proto_key_encode(b64, pub);
-	printf("%s\n", b64);
-	say_status(0, "Wrote a new private key to %s", path);
-	return (fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
-}
-
-static int
-pubkey(const char *path)
-{
-	char def[PATH_MAX], b64[PROTO_B64LEN + 1];
-	uint8_t *priv, pub[PROTO_KEYBYTES];
-	int rc;
-
-	if (path == NULL) {
-		if (config_dir(def, sizeof(def) - 9) != 0)
-			return (EXIT_RUNTIME);
-		strcat(def, "/identity");
-		path = def;
-	}
-	if ((priv = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-		say_error("sodium_malloc: %s", strerror(errno));
-		return (EXIT_RUNTIME);
-	}
-	rc = load_key(path, 1, priv, "private key");
-	if (rc == 0)
-		(void)crypto_scalarmult_base(pub, priv);
-	sodium_free(priv);
-	if (rc != 0)
-		return (EXIT_RUNTIME);
-	proto_key_encode(b64, pub);
-	printf("%s\n", b64);
-	return (fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
 }
 
 /*
@@ -2248,7 +1727,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 
 /* Everything a session needs, from the options; exit status or 0. */
 static int
-setup_keys(const struct opts *o, struct keys *k, const char *host,
+setup_keys(const struct opts *o, struct trust_keys *k, const char *host,
     const char *port)
 {
 
@@ -2276,13 +1755,11 @@ setup_keys(const struct opts *o, struct keys *k, const char *host,
 			say_error("sodium_malloc: %s", strerror(errno));
 			return (EXIT_RUNTIME);
 		}
-		if (load_key(o->psk, 0, k->psk, "pre-shared key") != 0)
+		if (trust_load_key(o->psk, 0, k->psk, "pre-shared key") != 0)
 			return (EXIT_RUNTIME);
 	}
 	if (o->allow != NULL) {
-		struct allow_ctx a = { k, o->allow };
-
-		if (for_each_line(o->allow, allow_line, &a, 0) != 0)
+		if (trust_read_allow(k, o->allow) != 0)
 			return (EXIT_RUNTIME);
 		if (k->nallow == 0) {
 			say_error("%s: no keys listed: no peer could connect",
@@ -2293,12 +1770,11 @@ setup_keys(const struct opts *o, struct keys *k, const char *host,
 	if (o->connect != NULL) {
 		if (o->known != NULL)
 			snprintf(k->known, sizeof(k->known), "%s", o->known);
-		else if (config_dir(k->known, sizeof(k->known) - 12) != 0)
+		else if (trust_config_dir(k->known, sizeof(k->known) - 12) != 0)
 			return (EXIT_RUNTIME);
 		else
 			strcat(k->known, "/known_peers");
-		if (!k->has_peer &&
-		    for_each_line(k->known, known_line, k, 1) != 0)
+		if (!k->has_peer && trust_read_known(k) != 0)
 			return (EXIT_RUNTIME);
 	}
 	/* Last, as a missing default identity is created only later. */
@@ -2306,7 +1782,7 @@ setup_keys(const struct opts *o, struct keys *k, const char *host,
 		say_error("sodium_malloc: %s", strerror(errno));
 		return (EXIT_RUNTIME);
 	}
-	if (load_identity(o->identity, k) != 0)
+	if (trust_load_identity(o->identity, k) != 0)
 		return (EXIT_RUNTIME);
 	return (0);
 }
@@ -2346,7 +1822,7 @@ int
 main(int argc, char **argv)
 {
 	struct opts o;
-	struct keys k;
+	struct trust_keys k;
 	char hbuf[256], pbuf[8];
 	const char *host = NULL;
 	int rc;
@@ -2363,9 +1839,9 @@ main(int argc, char **argv)
 		return (EXIT_RUNTIME);
 	}
 	if (o.keygen)
-		return (keygen(o.keyfile));
+		return (trust_keygen(o.keyfile));
 	if (o.pubkey)
-		return (pubkey(o.keyfile));
+		return (trust_pubkey(o.keyfile));
 	if (!crypto_aead_aes256gcm_is_available()) {
 		say_error("this CPU has no AES-NI (hardware AES): libsodium's "
 		    "AES-256-GCM cannot run here");
