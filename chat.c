@@ -15,15 +15,11 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -42,6 +38,7 @@
 #include "say.h"
 #include "term.h"
 #include "trust.h"
+#include "net.h"
 
 #define DEFAULT_WAIT	10
 #define SHOWMAX		4096		/* a received chat line shown at once */
@@ -1052,211 +1049,6 @@ session_result(struct session *s, int ended, int closed, char *msg,
 }
 
 /*
- * Addresses and sockets.
- */
-
-/*
- * Split "HOST:PORT", "[V6]:PORT" or (when listening) "PORT" into host
- * (NULL when absent) and port, written into hbuf and pbuf.  Return 0, or
- * -1 after a usage error message.
- */
-static int
-parse_hostport(const char *arg, int listening, char *hbuf, size_t hlen,
-    char *pbuf, size_t plen, const char **host)
-{
-	const char *colon, *port, *end;
-	size_t len;
-	long v;
-	char *ep;
-
-	*host = NULL;
-	if (arg[0] == '[') {
-		if ((end = strchr(arg, ']')) == NULL || end[1] != ':')
-			goto bad;
-		len = (size_t)(end - arg - 1);
-		if (len == 0 || len >= hlen)
-			goto bad;
-		memcpy(hbuf, arg + 1, len);
-		hbuf[len] = '\0';
-		*host = hbuf;
-		port = end + 2;
-	} else if ((colon = strrchr(arg, ':')) != NULL) {
-		if (memchr(arg, ':', (size_t)(colon - arg)) != NULL) {
-			say_error("%s: put IPv6 addresses in brackets, "
-			    "as [::1]:PORT", arg);
-			return (-1);
-		}
-		len = (size_t)(colon - arg);
-		if (len == 0 || len >= hlen)
-			goto bad;
-		memcpy(hbuf, arg, len);
-		hbuf[len] = '\0';
-		*host = hbuf;
-		port = colon + 1;
-	} else if (listening)
-		port = arg;
-	else
-		goto bad;
-
-	/* A decimal port, 0 (any free port) only when listening. */
-	if (!isdigit((unsigned char)port[0]) || strlen(port) > 5)
-		goto badport;
-	errno = 0;
-	v = strtol(port, &ep, 10);
-	if (*ep != '\0' || v < (listening ? 0 : 1) || v > 65535)
-		goto badport;
-	snprintf(pbuf, plen, "%ld", v);
-	return (0);
-
-badport:
-	say_error("%s: port must be a number from %d to 65535", arg,
-	    listening ? 0 : 1);
-	return (-1);
-bad:
-	say_error("%s: expected %s", arg, listening ? "[HOST:]PORT" :
-	    "HOST:PORT");
-	return (-1);
-}
-
-/* "ADDR:PORT" or "[ADDR]:PORT" of a socket address, numerically. */
-static void
-addr_text(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen)
-{
-	char h[NI_MAXHOST], p[NI_MAXSERV];
-
-	if (getnameinfo(sa, len, h, sizeof(h), p, sizeof(p),
-	    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-		snprintf(out, outlen, "?");
-		return;
-	}
-	snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" :
-	    "%s:%s", h, p);
-}
-
-static int
-open_listener(const char *host, const char *port, int family)
-{
-	struct addrinfo hints, *res, *ai;
-	struct sockaddr_storage ss;
-	socklen_t sslen = sizeof(ss);
-	char where[NI_MAXHOST + NI_MAXSERV + 4];
-	int fd = -1, on = 1, off = 0, rc, err = 0;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = family;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	/* No host and no family: one IPv6 socket that takes IPv4 too. */
-	if (host == NULL && family == AF_UNSPEC)
-		hints.ai_family = AF_INET6;
-	rc = getaddrinfo(host, port, &hints, &res);
-	if (rc != 0 && host == NULL && family == AF_UNSPEC) {
-		hints.ai_family = AF_INET;
-		rc = getaddrinfo(host, port, &hints, &res);
-	}
-	if (rc != 0) {
-		say_error("%s: %s", host != NULL ? host : "listen",
-		    gai_strerror(rc));
-		return (-1);
-	}
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-		    ai->ai_protocol)) == -1) {
-			err = errno;
-			continue;
-		}
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
-		    sizeof(on));
-		if (ai->ai_family == AF_INET6)
-			(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
-			    family == AF_INET6 ? &on : &off, sizeof(on));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, 16) == 0)
-			break;
-		err = errno;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd == -1 && host == NULL && family == AF_UNSPEC &&
-	    err == EAFNOSUPPORT)
-		return (open_listener("0.0.0.0", port, AF_INET));
-	if (fd == -1) {
-		say_error("cannot listen on %s:%s: %s",
-		    host != NULL ? host : "*", port, strerror(err));
-		return (-1);
-	}
-	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0) {
-		addr_text((struct sockaddr *)&ss, sslen, where, sizeof(where));
-		say_status(0, "Server listening on %s", where);
-	}
-	return (fd);
-}
-
-/* Connect within the deadline; the socket is left blocking. */
-static int
-connect_to(const char *host, const char *port, int family, int64_t deadline)
-{
-	struct addrinfo hints, *res, *ai;
-	struct pollfd pfd;
-	socklen_t len;
-	int fd = -1, rc, err = ETIMEDOUT, flags;
-	int64_t left;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = family;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
-		say_error("%s: %s", host, gai_strerror(rc));
-		return (-1);
-	}
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-		    ai->ai_protocol)) == -1) {
-			err = errno;
-			continue;
-		}
-		flags = fcntl(fd, F_GETFL);
-		(void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			goto connected;
-		if (errno != EINPROGRESS) {
-			err = errno;
-			goto next;
-		}
-		pfd.fd = fd;
-		pfd.events = POLLOUT;
-		do {
-			left = deadline - proto_now_ms();
-			rc = left <= 0 ? 0 : poll(&pfd, 1, (int)left);
-		} while (rc == -1 && errno == EINTR);
-		if (rc == 0) {
-			err = ETIMEDOUT;
-			goto next;
-		}
-		len = sizeof(err);
-		if (rc == -1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
-		    &len) == -1)
-			err = errno;
-		if (err == 0)
-			goto connected;
-next:
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	say_error("cannot connect to %s port %s: %s", host, port,
-	    strerror(err));
-	return (-1);
-
-connected:
-	freeaddrinfo(res);
-	(void)fcntl(fd, F_SETFL, flags);
-	return (fd);
-}
-
-/*
  * A session from handshake to end.
  */
 
@@ -1422,7 +1214,7 @@ serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer)
 	struct session s;
 	pthread_condattr_t ca;
 	uint8_t pkt[PROTO_HDRBYTES + 1];
-	int rc, one = 1;
+	int rc;
 
 	memset(&s, 0, sizeof(s));
 	pthread_mutex_init(&s.mu, NULL);
@@ -1438,7 +1230,7 @@ serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer)
 	s.chat = s.typed && isatty(STDOUT_FILENO);
 	s.initiator = o->connect != NULL;
 	s.verbose = say_verbosity();
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	net_nodelay(fd);
 
 	rc = handshake(&s, o, k, peer);
 	/* Without -k no other handshake will need our secrets. */
@@ -1470,29 +1262,20 @@ static int
 run_listener(const struct opts *o, struct trust_keys *k, const char *host,
     const char *port)
 {
-	struct sockaddr_storage ss;
-	socklen_t sslen;
-	char peer[NI_MAXHOST + NI_MAXSERV + 4];
+	char peer[NET_ADDRLEN];
 	int lfd, fd, rc;
 
-	if ((lfd = open_listener(host, port, o->family)) == -1)
+	if ((lfd = net_listen(host, port, o->family)) == -1)
 		return (EXIT_RUNTIME);
 	if (trust_identity_create(k) != 0) {
 		close(lfd);
 		return (EXIT_RUNTIME);
 	}
 	for (;;) {
-		sslen = sizeof(ss);
-		fd = accept4(lfd, (struct sockaddr *)&ss, &sslen,
-		    SOCK_CLOEXEC);
-		if (fd == -1) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			say_error("accept: %s", strerror(errno));
+		if ((fd = net_accept(lfd, peer, sizeof(peer))) == -1) {
 			close(lfd);
 			return (EXIT_RUNTIME);
 		}
-		addr_text((struct sockaddr *)&ss, sslen, peer, sizeof(peer));
 		say_status(0, "Client %s connected", peer);
 		rc = serve(fd, o, k, peer);
 		close(fd);
@@ -1510,7 +1293,7 @@ run_connector(const struct opts *o, struct trust_keys *k, const char *host,
 {
 	int fd, rc;
 
-	if ((fd = connect_to(host, port, o->family,
+	if ((fd = net_connect(host, port, o->family,
 	    proto_now_ms() + (int64_t)o->wait * 1000)) == -1)
 		return (EXIT_RUNTIME);
 	say_status(0, "Connected to %s", k->hostport);
@@ -1847,7 +1630,7 @@ main(int argc, char **argv)
 		    "AES-256-GCM cannot run here");
 		return (EXIT_RUNTIME);
 	}
-	if (parse_hostport(o.listen != NULL ? o.listen : o.connect,
+	if (net_parse_hostport(o.listen != NULL ? o.listen : o.connect,
 	    o.listen != NULL, hbuf, sizeof(hbuf), pbuf, sizeof(pbuf),
 	    &host) != 0)
 		return (EXIT_USAGE);

@@ -85,7 +85,7 @@ build_why() {
 # sodium_shim.c, which every target links.
 rooms() {
 	case $1 in
-	hostport) echo "say term trust" ;;
+	hostport) echo "say net" ;;
 	keylists) echo "say trust" ;;
 	esac
 }
@@ -133,7 +133,8 @@ for t in $targets; do
 	fi
 
 	# The handshake targets feed a socket: keep inputs small.  The
-	# targets built on chat.c print an error line per bad input.
+	# targets built on the program's own parsers print an error line
+	# per bad input.
 	opts=""
 	case $t in
 	handshake_fd|classic_hs) opts="-max_len=1024" ;;
