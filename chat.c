@@ -1,11 +1,29 @@
 /*
  * x25519chat: a private chat, or a secure pipe, between two machines.
  *
- * This file owns the options, the sockets, the terminal and the two I/O
- * threads; proto.c owns every byte of cryptography.  The story: parse the
- * options, connect or accept, run the handshake, check the peer's key, run
- * one sender and one receiver thread until both directions have ended, and
- * report how it went in the exit status.
+ * The story, as main() tells it: read the options; gather our keys and
+ * the keys we trust; listen and accept, or connect; run the handshake and
+ * judge the peer's key; run the session until both directions have
+ * ended; and report how it went in the exit status.
+ *
+ * This file holds the story only.  The machinery lives in rooms below
+ * it, each with a header that states its contract, each using only the
+ * rooms beneath it:
+ *
+ *   session.c      the sender and receiver threads, REKEY, CLOSE, signals
+ *   net.c          HOST:PORT, the listener, accept, connect with a deadline
+ *   trust.c        identity and key files, --allow, known_peers, and the
+ *                  verdict on the peer's key
+ *   term.c         raw mode, the line editor, safe display of peer bytes
+ *   say.c          status lines, errors, verbosity, exit statuses
+ *   proto.c        every byte of cryptography, and the wire format
+ *   sodium_shim.c  HKDF-SHA256 where libsodium lacks it
+ *
+ * Where a room must reach up, it is handed a callback instead: the voice
+ * calls a hook the terminal installs to redraw the prompt line, the line
+ * editor hands each finished line to the sender, and the session tells
+ * this file of the peer's first packet, so that a first contact's key is
+ * recorded only once the session has proved it.
  */
 
 #include <sys/prctl.h>
@@ -72,6 +90,274 @@ struct opts {
 	int keygen, pubkey;	/* --keygen, --pubkey */
 	const char *keyfile;	/* operand of --keygen / --pubkey */
 };
+
+/*
+ * Options.
+ */
+
+/* Set *slot to val unless it was set before. */
+static int
+once(const char **slot, const char *val, const char *name)
+{
+
+	if (*slot != NULL)
+		return (say_usage("%s given twice", name));
+	*slot = val;
+	return (0);
+}
+
+/* Set the flag *slot unless it was set before. */
+static int
+flag(int *slot, const char *name)
+{
+
+	if (*slot)
+		return (say_usage("%s given twice", name));
+	*slot = 1;
+	return (0);
+}
+
+static int
+valid_name(const char *name)
+{
+	size_t i, n, len = strlen(name);
+	uint32_t c;
+
+	if (len > PROTO_NAMEMAX)
+		return (0);
+	for (i = 0; i < len; i += n)
+		if ((n = term_utf8_len((const uint8_t *)name + i, len - i,
+		    &c)) == 0 || term_unsafe_cp(c))
+			return (0);
+	return (1);
+}
+
+enum {
+	OPT_CLASSIC = 256, OPT_KEYGEN, OPT_PUBKEY, OPT_PEER, OPT_KNOWN,
+	OPT_ALLOW, OPT_PSK
+};
+
+/* The options as given, before they are checked against each other. */
+struct given {
+	const char *wait;
+	int v4, v6, quiet;
+};
+
+/* Read the options of argv into o and g; exit status or 0. */
+static int
+scan_opts(int argc, char **argv, struct opts *o, struct given *g)
+{
+	static const struct option longopts[] = {
+		{ "classic", no_argument, NULL, OPT_CLASSIC },
+		{ "keygen", no_argument, NULL, OPT_KEYGEN },
+		{ "pubkey", no_argument, NULL, OPT_PUBKEY },
+		{ "peer", required_argument, NULL, OPT_PEER },
+		{ "known-peers", required_argument, NULL, OPT_KNOWN },
+		{ "allow", required_argument, NULL, OPT_ALLOW },
+		{ "psk", required_argument, NULL, OPT_PSK },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int ch, rc = 0;
+
+	opterr = 0;
+	while (rc == 0 && (ch = getopt_long(argc, argv, ":l:c:kw:46vqi:n:hV",
+	    longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'l': rc = once(&o->listen, optarg, "-l"); break;
+		case 'c': rc = once(&o->connect, optarg, "-c"); break;
+		case 'w': rc = once(&g->wait, optarg, "-w"); break;
+		case 'i': rc = once(&o->identity, optarg, "-i"); break;
+		case 'n': rc = once(&o->name, optarg, "-n"); break;
+		case OPT_PEER: rc = once(&o->peer, optarg, "--peer"); break;
+		case OPT_KNOWN:
+			rc = once(&o->known, optarg, "--known-peers");
+			break;
+		case OPT_ALLOW: rc = once(&o->allow, optarg, "--allow"); break;
+		case OPT_PSK: rc = once(&o->psk, optarg, "--psk"); break;
+		case 'k': rc = flag(&o->keep, "-k"); break;
+		case '4': rc = flag(&g->v4, "-4"); break;
+		case '6': rc = flag(&g->v6, "-6"); break;
+		case 'q': rc = flag(&g->quiet, "-q"); break;
+		case OPT_CLASSIC: rc = flag(&o->classic, "--classic"); break;
+		case OPT_KEYGEN: rc = flag(&o->keygen, "--keygen"); break;
+		case OPT_PUBKEY: rc = flag(&o->pubkey, "--pubkey"); break;
+		case 'v': o->verbose++; break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
+		case 'V':
+			printf(PROG " " X25519CHAT_VERSION "\n");
+			exit(fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
+		case ':':
+			return (say_usage("%s needs an argument",
+			    argv[optind - 1]));
+		default:
+			/* A long option, or one given an argument it does not
+			 * take, is named as it was written. */
+			if (optopt > 0 && optopt < 256 &&
+			    argv[optind - 1][1] != '-')
+				return (say_usage("unknown option -%c",
+				    optopt));
+			return (say_usage("unknown option, or an argument "
+			    "it does not take: %s", argv[optind - 1]));
+		}
+	}
+	return (rc);
+}
+
+/* --keygen [FILE] and --pubkey [FILE|-]: alone, with one optional FILE. */
+static int
+check_keyfile_opts(int argc, char **argv, struct opts *o,
+    const struct given *g)
+{
+	const char *mode = o->keygen ? "--keygen" : "--pubkey";
+
+	if (o->keygen && o->pubkey)
+		return (say_usage("--keygen and --pubkey cannot be combined"));
+	if (o->listen || o->connect || o->classic || o->keep || g->wait ||
+	    o->identity || o->name || o->peer || o->known || o->allow ||
+	    o->psk || g->v4 || g->v6)
+		return (say_usage("%s takes no other options", mode));
+	if (argc - optind > 1)
+		return (say_usage("unexpected argument: %s",
+		    argv[optind + 1]));
+	o->keyfile = optind < argc ? argv[optind] : NULL;
+	if (o->keygen && o->keyfile && strcmp(o->keyfile, "-") == 0)
+		return (say_usage("--keygen writes a file, not stdout"));
+	return (0);
+}
+
+/* Each option conflict gets its own message; exit status or 0. */
+static int
+check_opts(struct opts *o, const struct given *g)
+{
+	const char *bad;
+	char *end;
+	long v;
+
+	if (o->listen == NULL && o->connect == NULL)
+		return (say_usage("one of -l or -c is needed"));
+	if (o->listen != NULL && o->connect != NULL)
+		return (say_usage("-l and -c cannot be combined"));
+	if (o->keep && o->listen == NULL)
+		return (say_usage("-k needs -l"));
+	if (o->known != NULL && o->connect == NULL)
+		return (say_usage("--known-peers needs -c"));
+	if (o->allow != NULL && o->listen == NULL)
+		return (say_usage("--allow needs -l"));
+	bad = o->identity ? "-i" : o->name ? "-n" : o->peer ? "--peer" :
+	    o->known ? "--known-peers" : o->allow ? "--allow" :
+	    o->psk ? "--psk" : NULL;
+	if (o->classic && bad != NULL)
+		return (say_usage("%s cannot be used with --classic: the "
+		    "original protocol has no keys to check", bad));
+	if (o->name != NULL && !valid_name(o->name))
+		return (say_usage("-n: a name is at most %d bytes of "
+		    "printable UTF-8", PROTO_NAMEMAX));
+	if (g->wait != NULL) {
+		errno = 0;
+		v = strtol(g->wait, &end, 10);
+		if (!isdigit((unsigned char)g->wait[0]) || *end != '\0' ||
+		    errno != 0 || v < 1 || v > 86400)
+			return (say_usage("-w: %s: expected seconds from 1 "
+			    "to 86400", g->wait));
+		o->wait = (int)v;
+	}
+	return (0);
+}
+
+static int
+parse_opts(int argc, char **argv, struct opts *o)
+{
+	struct given g;
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	memset(&g, 0, sizeof(g));
+	o->wait = DEFAULT_WAIT;
+	if ((rc = scan_opts(argc, argv, o, &g)) != 0)
+		return (rc);
+	if (g.v4 && g.v6)
+		return (say_usage("-4 and -6 cannot be combined"));
+	o->family = g.v4 ? AF_INET : g.v6 ? AF_INET6 : AF_UNSPEC;
+	if (g.quiet && o->verbose > 0)
+		return (say_usage("-q and -v cannot be combined"));
+	if (g.quiet)
+		o->verbose = -1;
+	if (o->keygen || o->pubkey)
+		return (check_keyfile_opts(argc, argv, o, &g));
+	if (optind < argc)
+		return (say_usage("unexpected argument: %s", argv[optind]));
+	return (check_opts(o, &g));
+}
+
+/*
+ * Keys.
+ */
+
+/* Everything a session needs, from the options; exit status or 0. */
+static int
+setup_keys(const struct opts *o, struct trust_keys *k, const char *host,
+    const char *port)
+{
+
+	if (host != NULL && o->connect != NULL) {
+		/* The known_peers name: "host:port", "[v6]:port". */
+		char lower[256];
+		size_t i;
+
+		for (i = 0; host[i] != '\0' && i < sizeof(lower) - 1; i++)
+			lower[i] = (char)tolower((unsigned char)host[i]);
+		lower[i] = '\0';
+		snprintf(k->hostport, sizeof(k->hostport),
+		    strchr(lower, ':') != NULL ? "[%s]:%s" : "%s:%s", lower,
+		    port);
+	}
+	if (o->classic)
+		return (0);
+	if (o->peer != NULL && proto_key_decode(k->peer, o->peer,
+	    strlen(o->peer)) != 0)
+		return (say_usage("--peer: not a public key (44 base64 "
+		    "characters): %s", o->peer));
+	k->has_peer = o->peer != NULL;
+	if (o->psk != NULL) {
+		if ((k->psk = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
+			say_error("sodium_malloc: %s", strerror(errno));
+			return (EXIT_RUNTIME);
+		}
+		if (trust_load_key(o->psk, 0, k->psk, "pre-shared key") != 0)
+			return (EXIT_RUNTIME);
+	}
+	if (o->allow != NULL) {
+		if (trust_read_allow(k, o->allow) != 0)
+			return (EXIT_RUNTIME);
+		if (k->nallow == 0) {
+			say_error("%s: no keys listed: no peer could connect",
+			    o->allow);
+			return (EXIT_RUNTIME);
+		}
+	}
+	if (o->connect != NULL) {
+		if (o->known != NULL)
+			snprintf(k->known, sizeof(k->known), "%s", o->known);
+		else if (trust_config_dir(k->known, sizeof(k->known) - 12) != 0)
+			return (EXIT_RUNTIME);
+		else
+			strcat(k->known, "/known_peers");
+		if (!k->has_peer && trust_read_known(k) != 0)
+			return (EXIT_RUNTIME);
+	}
+	/* Last, as a missing default identity is created only later. */
+	if ((k->s = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
+		say_error("sodium_malloc: %s", strerror(errno));
+		return (EXIT_RUNTIME);
+	}
+	if (trust_load_identity(o->identity, k) != 0)
+		return (EXIT_RUNTIME);
+	return (0);
+}
 
 /*
  * A session from handshake to end.
@@ -294,6 +580,15 @@ serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer)
 	return (rc);
 }
 
+/*
+ * The two roles.
+ */
+
+/*
+ * The listener: accept connections and serve each in turn, only the
+ * first without -k, and none after a signal has ended a session.  Return
+ * the last exit status.
+ */
 static int
 run_listener(const struct opts *o, struct trust_keys *k, const char *host,
     const char *port)
@@ -323,6 +618,7 @@ run_listener(const struct opts *o, struct trust_keys *k, const char *host,
 	return (rc);
 }
 
+/* The connector: connect within -w seconds and serve that connection. */
 static int
 run_connector(const struct opts *o, struct trust_keys *k, const char *host,
     const char *port)
@@ -343,268 +639,8 @@ run_connector(const struct opts *o, struct trust_keys *k, const char *host,
 }
 
 /*
- * Options.
+ * The process.
  */
-
-/* Set *slot to val unless it was set before. */
-static int
-once(const char **slot, const char *val, const char *name)
-{
-
-	if (*slot != NULL)
-		return (say_usage("%s given twice", name));
-	*slot = val;
-	return (0);
-}
-
-/* Set the flag *slot unless it was set before. */
-static int
-flag(int *slot, const char *name)
-{
-
-	if (*slot)
-		return (say_usage("%s given twice", name));
-	*slot = 1;
-	return (0);
-}
-
-static int
-valid_name(const char *name)
-{
-	size_t i, n, len = strlen(name);
-	uint32_t c;
-
-	if (len > PROTO_NAMEMAX)
-		return (0);
-	for (i = 0; i < len; i += n)
-		if ((n = term_utf8_len((const uint8_t *)name + i, len - i,
-		    &c)) == 0 || term_unsafe_cp(c))
-			return (0);
-	return (1);
-}
-
-enum {
-	OPT_CLASSIC = 256, OPT_KEYGEN, OPT_PUBKEY, OPT_PEER, OPT_KNOWN,
-	OPT_ALLOW, OPT_PSK
-};
-
-/* The options as given, before they are checked against each other. */
-struct given {
-	const char *wait;
-	int v4, v6, quiet;
-};
-
-/* Read the options of argv into o and g; exit status or 0. */
-static int
-scan_opts(int argc, char **argv, struct opts *o, struct given *g)
-{
-	static const struct option longopts[] = {
-		{ "classic", no_argument, NULL, OPT_CLASSIC },
-		{ "keygen", no_argument, NULL, OPT_KEYGEN },
-		{ "pubkey", no_argument, NULL, OPT_PUBKEY },
-		{ "peer", required_argument, NULL, OPT_PEER },
-		{ "known-peers", required_argument, NULL, OPT_KNOWN },
-		{ "allow", required_argument, NULL, OPT_ALLOW },
-		{ "psk", required_argument, NULL, OPT_PSK },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 }
-	};
-	int ch, rc = 0;
-
-	opterr = 0;
-	while (rc == 0 && (ch = getopt_long(argc, argv, ":l:c:kw:46vqi:n:hV",
-	    longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'l': rc = once(&o->listen, optarg, "-l"); break;
-		case 'c': rc = once(&o->connect, optarg, "-c"); break;
-		case 'w': rc = once(&g->wait, optarg, "-w"); break;
-		case 'i': rc = once(&o->identity, optarg, "-i"); break;
-		case 'n': rc = once(&o->name, optarg, "-n"); break;
-		case OPT_PEER: rc = once(&o->peer, optarg, "--peer"); break;
-		case OPT_KNOWN:
-			rc = once(&o->known, optarg, "--known-peers");
-			break;
-		case OPT_ALLOW: rc = once(&o->allow, optarg, "--allow"); break;
-		case OPT_PSK: rc = once(&o->psk, optarg, "--psk"); break;
-		case 'k': rc = flag(&o->keep, "-k"); break;
-		case '4': rc = flag(&g->v4, "-4"); break;
-		case '6': rc = flag(&g->v6, "-6"); break;
-		case 'q': rc = flag(&g->quiet, "-q"); break;
-		case OPT_CLASSIC: rc = flag(&o->classic, "--classic"); break;
-		case OPT_KEYGEN: rc = flag(&o->keygen, "--keygen"); break;
-		case OPT_PUBKEY: rc = flag(&o->pubkey, "--pubkey"); break;
-		case 'v': o->verbose++; break;
-		case 'h':
-			fputs(usage_text, stdout);
-			exit(fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
-		case 'V':
-			printf(PROG " " X25519CHAT_VERSION "\n");
-			exit(fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
-		case ':':
-			return (say_usage("%s needs an argument",
-			    argv[optind - 1]));
-		default:
-			/* A long option, or one given an argument it does not
-			 * take, is named as it was written. */
-			if (optopt > 0 && optopt < 256 &&
-			    argv[optind - 1][1] != '-')
-				return (say_usage("unknown option -%c",
-				    optopt));
-			return (say_usage("unknown option, or an argument "
-			    "it does not take: %s", argv[optind - 1]));
-		}
-	}
-	return (rc);
-}
-
-/* --keygen [FILE] and --pubkey [FILE|-]: alone, with one optional FILE. */
-static int
-check_keyfile_opts(int argc, char **argv, struct opts *o,
-    const struct given *g)
-{
-	const char *mode = o->keygen ? "--keygen" : "--pubkey";
-
-	if (o->keygen && o->pubkey)
-		return (say_usage("--keygen and --pubkey cannot be combined"));
-	if (o->listen || o->connect || o->classic || o->keep || g->wait ||
-	    o->identity || o->name || o->peer || o->known || o->allow ||
-	    o->psk || g->v4 || g->v6)
-		return (say_usage("%s takes no other options", mode));
-	if (argc - optind > 1)
-		return (say_usage("unexpected argument: %s",
-		    argv[optind + 1]));
-	o->keyfile = optind < argc ? argv[optind] : NULL;
-	if (o->keygen && o->keyfile && strcmp(o->keyfile, "-") == 0)
-		return (say_usage("--keygen writes a file, not stdout"));
-	return (0);
-}
-
-/* Each option conflict gets its own message; exit status or 0. */
-static int
-check_opts(struct opts *o, const struct given *g)
-{
-	const char *bad;
-	char *end;
-	long v;
-
-	if (o->listen == NULL && o->connect == NULL)
-		return (say_usage("one of -l or -c is needed"));
-	if (o->listen != NULL && o->connect != NULL)
-		return (say_usage("-l and -c cannot be combined"));
-	if (o->keep && o->listen == NULL)
-		return (say_usage("-k needs -l"));
-	if (o->known != NULL && o->connect == NULL)
-		return (say_usage("--known-peers needs -c"));
-	if (o->allow != NULL && o->listen == NULL)
-		return (say_usage("--allow needs -l"));
-	bad = o->identity ? "-i" : o->name ? "-n" : o->peer ? "--peer" :
-	    o->known ? "--known-peers" : o->allow ? "--allow" :
-	    o->psk ? "--psk" : NULL;
-	if (o->classic && bad != NULL)
-		return (say_usage("%s cannot be used with --classic: the "
-		    "original protocol has no keys to check", bad));
-	if (o->name != NULL && !valid_name(o->name))
-		return (say_usage("-n: a name is at most %d bytes of "
-		    "printable UTF-8", PROTO_NAMEMAX));
-	if (g->wait != NULL) {
-		errno = 0;
-		v = strtol(g->wait, &end, 10);
-		if (!isdigit((unsigned char)g->wait[0]) || *end != '\0' ||
-		    errno != 0 || v < 1 || v > 86400)
-			return (say_usage("-w: %s: expected seconds from 1 "
-			    "to 86400", g->wait));
-		o->wait = (int)v;
-	}
-	return (0);
-}
-
-static int
-parse_opts(int argc, char **argv, struct opts *o)
-{
-	struct given g;
-	int rc;
-
-	memset(o, 0, sizeof(*o));
-	memset(&g, 0, sizeof(g));
-	o->wait = DEFAULT_WAIT;
-	if ((rc = scan_opts(argc, argv, o, &g)) != 0)
-		return (rc);
-	if (g.v4 && g.v6)
-		return (say_usage("-4 and -6 cannot be combined"));
-	o->family = g.v4 ? AF_INET : g.v6 ? AF_INET6 : AF_UNSPEC;
-	if (g.quiet && o->verbose > 0)
-		return (say_usage("-q and -v cannot be combined"));
-	if (g.quiet)
-		o->verbose = -1;
-	if (o->keygen || o->pubkey)
-		return (check_keyfile_opts(argc, argv, o, &g));
-	if (optind < argc)
-		return (say_usage("unexpected argument: %s", argv[optind]));
-	return (check_opts(o, &g));
-}
-
-/* Everything a session needs, from the options; exit status or 0. */
-static int
-setup_keys(const struct opts *o, struct trust_keys *k, const char *host,
-    const char *port)
-{
-
-	if (host != NULL && o->connect != NULL) {
-		/* The known_peers name: "host:port", "[v6]:port". */
-		char lower[256];
-		size_t i;
-
-		for (i = 0; host[i] != '\0' && i < sizeof(lower) - 1; i++)
-			lower[i] = (char)tolower((unsigned char)host[i]);
-		lower[i] = '\0';
-		snprintf(k->hostport, sizeof(k->hostport),
-		    strchr(lower, ':') != NULL ? "[%s]:%s" : "%s:%s", lower,
-		    port);
-	}
-	if (o->classic)
-		return (0);
-	if (o->peer != NULL && proto_key_decode(k->peer, o->peer,
-	    strlen(o->peer)) != 0)
-		return (say_usage("--peer: not a public key (44 base64 "
-		    "characters): %s", o->peer));
-	k->has_peer = o->peer != NULL;
-	if (o->psk != NULL) {
-		if ((k->psk = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-			say_error("sodium_malloc: %s", strerror(errno));
-			return (EXIT_RUNTIME);
-		}
-		if (trust_load_key(o->psk, 0, k->psk, "pre-shared key") != 0)
-			return (EXIT_RUNTIME);
-	}
-	if (o->allow != NULL) {
-		if (trust_read_allow(k, o->allow) != 0)
-			return (EXIT_RUNTIME);
-		if (k->nallow == 0) {
-			say_error("%s: no keys listed: no peer could connect",
-			    o->allow);
-			return (EXIT_RUNTIME);
-		}
-	}
-	if (o->connect != NULL) {
-		if (o->known != NULL)
-			snprintf(k->known, sizeof(k->known), "%s", o->known);
-		else if (trust_config_dir(k->known, sizeof(k->known) - 12) != 0)
-			return (EXIT_RUNTIME);
-		else
-			strcat(k->known, "/known_peers");
-		if (!k->has_peer && trust_read_known(k) != 0)
-			return (EXIT_RUNTIME);
-	}
-	/* Last, as a missing default identity is created only later. */
-	if ((k->s = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-		say_error("sodium_malloc: %s", strerror(errno));
-		return (EXIT_RUNTIME);
-	}
-	if (trust_load_identity(o->identity, k) != 0)
-		return (EXIT_RUNTIME);
-	return (0);
-}
 
 /*
  * Make sure descriptors 0 to 2 are open: otherwise the socket could become
