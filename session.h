@@ -53,10 +53,10 @@ int session_init(void);
  * Run the session c describes until both directions have ended, or a
  * failure or a signal ends it; a listener first sends the empty DATA
  * packet that tells the connector it was accepted.  While it runs,
- * SIGINT, SIGTERM, SIGHUP and SIGQUIT end it cleanly, and a chat puts
- * the terminal in raw mode.  The ciphers stay the caller's to free; the
- * socket stays open.  Return the exit status, after reporting any
- * failure.
+ * SIGINT, SIGTERM, SIGQUIT and SIGHUP (unless ignored) end it, a chat
+ * once our CLOSE is out, and a chat has the terminal in raw mode.  The
+ * ciphers stay the caller's to free; the socket stays open.  Return the
+ * exit status, after reporting any failure.
  */
 int session_run(const struct session_conf *c);
 
