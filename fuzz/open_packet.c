@@ -2,9 +2,9 @@
  * Fuzz target open_packet: the input's first byte picks a classic or a
  * default receiving cipher (FUZZ_CLASSIC), keyed with the fixed transport
  * key and fresh (counter 0); the rest is one whole transport packet, length
- * prefix included.  It goes through the receiver's two steps, as chat.c's
- * drain() takes them: proto_open_len() on the prefix, then proto_open()
- * on the packet.  proto_open() is also given the packets the
+ * prefix included.  It goes through the receiver's two steps, as
+ * session.c's drain() takes them: proto_open_len() on the prefix, then
+ * proto_open() on the packet.  proto_open() is also given the packets the
  * program would never pass it (a bad prefix, a length that disagrees): it
  * must refuse those itself.
  */
