@@ -1,62 +1,56 @@
 /*
  * x25519chat: a private chat, or a secure pipe, between two machines.
  *
- * This file owns the options, the sockets, the terminal and the two I/O
- * threads; proto.c owns every byte of cryptography.  The story: parse the
- * options, connect or accept, run the handshake, check the peer's key, run
- * one sender and one receiver thread until both directions have ended, and
- * report how it went in the exit status.
+ * The story, as main() tells it: read the options; gather our keys and
+ * the keys we trust; listen and accept, or connect; run the handshake and
+ * judge the peer's key; run the session until both directions have
+ * ended; and report how it went in the exit status.
+ *
+ * This file holds the story only.  The machinery lives in rooms below
+ * it, each with a header that states its contract, each using only the
+ * rooms beneath it:
+ *
+ *   session.c      the sender and receiver threads, REKEY, CLOSE, signals
+ *   net.c          HOST:PORT, the listener, accept, connect with a deadline
+ *   trust.c        identity and key files, --allow, known_peers, and the
+ *                  verdict on the peer's key
+ *   term.c         raw mode, the line editor, safe display of peer bytes
+ *   say.c          status lines, errors, verbosity, exit statuses
+ *   proto.c        every byte of cryptography, and the wire format
+ *   sodium_shim.c  HKDF-SHA256 where libsodium lacks it
+ *
+ * Where a room must reach up, it is handed a callback instead: the voice
+ * calls a hook the terminal installs to redraw the prompt line, the line
+ * editor hands each finished line to the sender, and the session tells
+ * this file of the peer's first packet, so that a first contact's key is
+ * recorded only once the session has proved it.
  */
 
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <sys/uio.h>
-
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <limits.h>
-#include <locale.h>
-#include <netdb.h>
-#include <poll.h>
-#include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
-#include <time.h>
 #include <unistd.h>
-#include <wchar.h>
 
 #include <sodium.h>
 
 #include "proto.h"
+#include "say.h"
+#include "term.h"
+#include "trust.h"
+#include "net.h"
+#include "session.h"
 
-/* Exit statuses (x25519chat(1), EXIT STATUS). */
-#define EXIT_OK		0
-#define EXIT_RUNTIME	1
-#define EXIT_USAGE	2
-#define EXIT_SECURITY	3
-#define EXIT_CUT	4
-
-#define PROG		"x25519chat"
 #define DEFAULT_WAIT	10
-/* A typed line: its packet also holds the type byte and the newline. */
-#define LINEMAX		(PROTO_MAXPLAIN - 2)
-#define SHOWMAX		4096		/* a received chat line shown at once */
 
 static const char usage_text[] =
 "usage: x25519chat -l [HOST:]PORT [-k] [options]\n"
@@ -97,2336 +91,6 @@ struct opts {
 	const char *keyfile;	/* operand of --keygen / --pubkey */
 };
 
-/* What a session needs to know beyond the socket. */
-struct keys {
-	uint8_t *s;			/* our static private key (guarded) */
-	uint8_t spub[PROTO_KEYBYTES];
-	uint8_t *psk;			/* NULL, or the PSK (guarded) */
-	uint8_t peer[PROTO_KEYBYTES];	/* --peer */
-	int has_peer;
-	uint8_t *allow;			/* --allow keys, 32 bytes each */
-	size_t nallow;
-	char known[PATH_MAX];		/* known_peers file (connector) */
-	char hostport[300];		/* known_peers name of the listener */
-	uint8_t *known_keys;		/* its keys there, 32 bytes each */
-	size_t nknown;
-	unsigned known_line;		/* the line of the first of them */
-	char idpath[PATH_MAX];		/* the default identity */
-	int create;			/* which does not exist yet */
-};
-
-/* One connection, from handshake to the end of both directions. */
-struct session {
-	int sock;
-	int classic;
-	int chat;		/* stdin and stdout are terminals */
-	int typed;		/* stdin is a terminal (chat or not) */
-	int initiator;
-	int verbose;
-	struct proto_cipher *tx;	/* owned by the sender thread */
-	struct proto_cipher *rx;	/* owned by the receiver thread */
-	char label[4 * PROTO_NAMEMAX + 3];	/* "[name]", shown safely */
-
-	pthread_mutex_t mu;	/* guards everything below */
-	pthread_cond_t cv;
-	int tx_done, rx_done;
-	int we_left;		/* our direction ended before the peer's */
-	int stop;		/* main asks the sender to finish */
-	int ending;		/* main is closing the socket: not a failure */
-	int code;		/* first failure's exit status, or 0 */
-	char msg[512];		/* first failure's message */
-	int txcode;		/* the socket refused our data, or 0 */
-	char txmsg[128];
-
-	/* Connector, first contact: the listener's key goes to known_peers
-	 * once its first packet has proved the session (and any PSK). */
-	const struct keys *k;
-	uint8_t rs[PROTO_KEYBYTES];
-	int record;
-};
-
-/* The terminal in chat mode: the line being typed and the screen. */
-static struct {
-	pthread_mutex_t mu;
-	int raw;		/* raw mode is on */
-	struct termios saved;
-	char line[LINEMAX + 1];
-	size_t len;
-	int utf8;		/* the locale encodes UTF-8 */
-} term = { .mu = PTHREAD_MUTEX_INITIALIZER };
-
-/* Written by signal handlers, read by every thread: a lock-free atomic. */
-static atomic_int got_signal;
-static int wakefd[2] = { -1, -1 };
-
-static int verbosity;
-
-static void term_redraw(int);
-static int known_add(const char *, const char *, const uint8_t *);
-
-static void
-vsay(int fd, const char *prefix, const char *fmt, va_list ap)
-{
-	char buf[1024];
-	int n = 0;
-
-	if (prefix != NULL)
-		n = snprintf(buf, sizeof(buf), "%s", prefix);
-	vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
-	n = (int)strlen(buf);
-	buf[n++] = '\n';
-	/* In chat mode the prompt line is cleared first and redrawn after. */
-	pthread_mutex_lock(&term.mu);
-	if (term.raw)
-		(void)proto_write_full(STDOUT_FILENO, "\r\033[K", 4);
-	(void)proto_write_full(fd, buf, (size_t)n);
-	if (term.raw)
-		term_redraw(0);
-	pthread_mutex_unlock(&term.mu);
-	/* With -vv the line may hold a key. */
-	sodium_memzero(buf, sizeof(buf));
-}
-
-/* A status line on stderr, shown if -v was given at least level times. */
-static void
-status(int level, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (verbosity < level)
-		return;
-	va_start(ap, fmt);
-	vsay(STDERR_FILENO, NULL, fmt, ap);
-	va_end(ap);
-}
-
-/* An error: one line on stderr, whatever the verbosity. */
-static void
-warnx0(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsay(STDERR_FILENO, PROG ": ", fmt, ap);
-	va_end(ap);
-}
-
-/* A usage error: its one line, and the exit status to return. */
-#define usage_error(...)	(warnx0(__VA_ARGS__), EXIT_USAGE)
-
-/* Exit status for a PROTO_E* code met after the handshake. */
-static int
-exit_for(int err)
-{
-
-	switch (err) {
-	case PROTO_EERRNO:
-	case PROTO_ETIMEOUT:
-		return (EXIT_RUNTIME);
-	case PROTO_EEOF:
-	case PROTO_ETRUNC:
-		return (EXIT_CUT);
-	default:
-		return (EXIT_SECURITY);
-	}
-}
-
-/* Hex text of buf, for traces; out must hold 2 * len + 1. */
-static void
-hex(char *out, const uint8_t *buf, size_t len)
-{
-
-	sodium_bin2hex(out, 2 * len + 1, buf, len);
-}
-
-/*
- * Safe display.
- */
-
-/* Length of the valid UTF-8 sequence at p (n bytes left), or 0. */
-static size_t
-utf8_len(const uint8_t *p, size_t n, uint32_t *cp)
-{
-	size_t len, i;
-	uint32_t c;
-
-	if (p[0] < 0x80) {
-		*cp = p[0];
-		return (1);
-	} else if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		len = 2;
-		c = p[0] & 0x1f;
-	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		len = 3;
-		c = p[0] & 0x0f;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		len = 4;
-		c = p[0] & 0x07;
-	} else
-		return (0);
-	if (n < len)
-		return (0);
-	for (i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return (0);
-		c = c << 6 | (p[i] & 0x3f);
-	}
-	/* Overlong forms, surrogates and values past U+10FFFF. */
-	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) ||
-	    (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
-		return (0);
-	*cp = c;
-	return (len);
-}
-
-/* Code points a terminal may act on rather than show. */
-static int
-unsafe_cp(uint32_t c)
-{
-
-	return (c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f) ||
-	    (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069));
-}
-
-/*
- * Append a printable form of the peer's bytes to out, which has room for
- * 4 * len bytes: printable UTF-8 as it is, control characters and invalid
- * bytes as \xNN, control code points above ASCII as \uNNNN.  Return the
- * length written.
- */
-static size_t
-sanitize(char *out, const uint8_t *in, size_t len)
-{
-	size_t i = 0, o = 0, n;
-	uint32_t c;
-
-	while (i < len) {
-		n = utf8_len(in + i, len - i, &c);
-		if (n == 0 || (n == 1 && unsafe_cp(c))) {
-			o += (size_t)sprintf(out + o, "\\x%02x", in[i]);
-			i++;
-		} else if (unsafe_cp(c)) {
-			o += (size_t)sprintf(out + o, "\\u%04x", (unsigned)c);
-			i += n;
-		} else {
-			memcpy(out + o, in + i, n);
-			o += n;
-			i += n;
-		}
-	}
-	return (o);
-}
-
-/*
- * The terminal: raw mode and a small line editor, so that a line from the
- * peer can be printed above the one being typed, which is then redrawn.
- */
-
-static void
-term_restore(void)
-{
-
-	if (term.raw) {
-		(void)tcsetattr(STDIN_FILENO, TCSANOW, &term.saved);
-		term.raw = 0;
-	}
-}
-
-static int
-term_start(void)
-{
-	struct termios t;
-	const char *cs;
-
-	if (tcgetattr(STDIN_FILENO, &term.saved) != 0)
-		return (-1);
-	t = term.saved;
-	/*
-	 * Keep ISIG (Ctrl-C ends the session cleanly), ICRNL and OPOST; but
-	 * no suspending, which would leave the shell a raw terminal.
-	 */
-	t.c_lflag &= ~(tcflag_t)(ICANON | ECHO | IEXTEN);
-	t.c_cc[VMIN] = 1;
-	t.c_cc[VTIME] = 0;
-	t.c_cc[VSUSP] = _POSIX_VDISABLE;
-	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) != 0)
-		return (-1);
-	cs = setlocale(LC_CTYPE, "");
-	term.utf8 = cs != NULL && (strstr(cs, "UTF-8") != NULL ||
-	    strstr(cs, "utf8") != NULL);
-	pthread_mutex_lock(&term.mu);
-	term.raw = 1;
-	term.len = 0;
-	(void)proto_write_full(STDOUT_FILENO, "> ", 2);
-	pthread_mutex_unlock(&term.mu);
-	return (0);
-}
-
-static void
-term_stop(void)
-{
-
-	pthread_mutex_lock(&term.mu);
-	if (term.raw) {
-		(void)proto_write_full(STDOUT_FILENO, "\r\033[K", 4);
-		/* What was typed after the end must not reach the shell. */
-		(void)tcflush(STDIN_FILENO, TCIFLUSH);
-	}
-	term_restore();
-	sodium_memzero(term.line, sizeof(term.line));
-	term.len = 0;
-	pthread_mutex_unlock(&term.mu);
-}
-
-/* Columns the code point c takes on the screen. */
-static int
-cp_width(uint32_t c)
-{
-	int w;
-
-	if (!term.utf8)
-		return (1);
-	w = wcwidth((wchar_t)c);
-	return (w < 0 ? 1 : w);
-}
-
-/*
- * Redraw the prompt line: whole (the terminal wraps it), or for a line
- * being typed only the tail that fits.  Locked.
- */
-static void
-term_redraw(int whole)
-{
-	struct winsize ws;
-	int cols = 80, used = 0, w;
-	size_t start = whole ? 0 : term.len, n;
-	uint32_t c;
-
-	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 8)
-		cols = ws.ws_col;
-	/* Walk back over whole characters while they fit. */
-	while (start > 0) {
-		n = start - 1;
-		while (n > 0 && ((uint8_t)term.line[n] & 0xc0) == 0x80)
-			n--;
-		if (utf8_len((const uint8_t *)term.line + n, start - n, &c) ==
-		    0)
-			c = '?';
-		w = cp_width(c);
-		if (used + w > cols - 3)
-			break;
-		used += w;
-		start = n;
-	}
-	(void)proto_write_full(STDOUT_FILENO, "\r\033[K> ", 6);
-	(void)proto_write_full(STDOUT_FILENO, term.line + start,
-	    term.len - start);
-}
-
-/* Show one line from the peer above the prompt line. */
-static void
-term_show(const char *label, const uint8_t *text, size_t len)
-{
-	char *out;
-	size_t n;
-
-	if ((out = malloc(4 * len + strlen(label) + 2)) == NULL)
-		return;
-	n = (size_t)sprintf(out, "%s ", label);
-	n += sanitize(out + n, text, len);
-	out[n++] = '\n';
-	pthread_mutex_lock(&term.mu);
-	(void)proto_write_full(STDOUT_FILENO, "\r\033[K", 4);
-	(void)proto_write_full(STDOUT_FILENO, out, n);
-	term_redraw(0);
-	pthread_mutex_unlock(&term.mu);
-	sodium_memzero(out, n);
-	free(out);
-}
-
-/* Apply one typed byte that edits the line (not Enter or Ctrl-D). Locked. */
-static void
-term_edit(uint8_t b)
-{
-
-	switch (b) {
-	case 0x7f:	/* Backspace: one whole character */
-	case 0x08:
-		while (term.len > 0 &&
-		    ((uint8_t)term.line[--term.len] & 0xc0) == 0x80)
-			;
-		break;
-	case 0x15:	/* Ctrl-U */
-		term.len = 0;
-		break;
-	case 0x17:	/* Ctrl-W */
-		while (term.len > 0 && term.line[term.len - 1] == ' ')
-			term.len--;
-		while (term.len > 0 && term.line[term.len - 1] != ' ')
-			term.len--;
-		break;
-	case 0x0c:	/* Ctrl-L */
-		(void)proto_write_full(STDOUT_FILENO, "\033[H\033[2J", 7);
-		break;
-	default:
-		if (b == '\t')
-			b = ' ';
-		if (b < 0x20)
-			break;
-		if (term.len < LINEMAX)
-			term.line[term.len++] = (char)b;
-		else
-			(void)proto_write_full(STDOUT_FILENO, "\a", 1);
-	}
-}
-
-/*
- * Feed typed bytes to the line editor.  Each finished line is passed to
- * send_line(); Ctrl-D on an empty line reports the end of input.
- * Return 0 to go on, 1 at the end of input, or send_line()'s failure.
- */
-static int
-term_input(const uint8_t *in, size_t n, int *esc,
-    int (*send_line)(void *, const char *, size_t), void *arg)
-{
-	size_t i, len;
-	int rc = 0;
-
-	pthread_mutex_lock(&term.mu);
-	for (i = 0; i < n && rc == 0; i++) {
-		/* Skip escape sequences (arrow keys and the like). */
-		if (*esc == 1)
-			*esc = (in[i] == '[' || in[i] == 'O') ? 2 : 0;
-		else if (*esc == 2)
-			*esc = (in[i] >= 0x40 && in[i] <= 0x7e) ? 0 : 2;
-		else if (in[i] == 0x1b)
-			*esc = 1;
-		else if (in[i] == 0x04 && term.len == 0)	/* Ctrl-D */
-			rc = 1;
-		else if (in[i] == '\r' || in[i] == '\n') {
-			/* The typed line stays on screen whole, as in a
-			 * shell (the terminal wraps it); the text stays in
-			 * term.line, which only we write. */
-			term_redraw(1);
-			len = term.len;
-			term.len = 0;
-			(void)proto_write_full(STDOUT_FILENO, "\n> ", 3);
-			/* Like the original, an empty line sends nothing. */
-			if (len == 0)
-				continue;
-			pthread_mutex_unlock(&term.mu);
-			rc = send_line(arg, term.line, len);
-			pthread_mutex_lock(&term.mu);
-		} else
-			term_edit(in[i]);
-	}
-	if (rc == 0)
-		term_redraw(0);
-	pthread_mutex_unlock(&term.mu);
-	return (rc);
-}
-
-/*
- * Signals: SIGINT, SIGTERM and SIGHUP during a session wake the sender,
- * which sends CLOSE; the main thread then ends the session.
- */
-
-static void
-on_signal(int sig)
-{
-	int saved = errno;
-
-	got_signal = sig;
-	(void)write(wakefd[1], "s", 1);
-	errno = saved;
-}
-
-/*
- * Catch the ending signals during a session (on), or put back what was
- * there before (off).  An ignored SIGHUP stays ignored, so that nohup keeps
- * working.
- */
-static void
-catch_signals(int on)
-{
-	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
-	static struct sigaction saved[4];
-	struct sigaction sa;
-	size_t i;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	for (i = 0; i < 4; i++) {
-		if (!on)
-			(void)sigaction(sigs[i], &saved[i], NULL);
-		else if (sigaction(sigs[i], NULL, &saved[i]) == 0 &&
-		    (sigs[i] != SIGHUP || saved[i].sa_handler != SIG_IGN))
-			(void)sigaction(sigs[i], &sa, NULL);
-	}
-}
-
-static void
-wake_drain(void)
-{
-	char buf[64];
-
-	while (read(wakefd[0], buf, sizeof(buf)) > 0)
-		;
-}
-
-/*
- * The session: thread results go through the session struct; only the
- * main thread reports and decides the exit status.
- */
-
-/* Record a failure; the first one is the one reported. */
-static void
-session_fail(struct session *s, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	pthread_mutex_lock(&s->mu);
-	if (s->code == 0 && !s->ending) {
-		s->code = code;
-		va_start(ap, fmt);
-		vsnprintf(s->msg, sizeof(s->msg), fmt, ap);
-		va_end(ap);
-	}
-	pthread_cond_signal(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-}
-
-static void
-session_done(struct session *s, int *flag)
-{
-
-	pthread_mutex_lock(&s->mu);
-	*flag = 1;
-	if (flag == &s->tx_done && !s->rx_done)
-		s->we_left = 1;
-	pthread_cond_signal(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-}
-
-static int
-session_stopping(struct session *s)
-{
-	int stop;
-
-	pthread_mutex_lock(&s->mu);
-	stop = s->stop || s->code != 0;
-	pthread_mutex_unlock(&s->mu);
-	return (stop);
-}
-
-static int
-session_failed(struct session *s)
-{
-	int code;
-
-	pthread_mutex_lock(&s->mu);
-	code = s->code;
-	pthread_mutex_unlock(&s->mu);
-	return (code != 0);
-}
-
-static const char *
-type_name(int classic, int type)
-{
-
-	if (classic)
-		return ("text");
-	switch (type) {
-	case PROTO_DATA:
-		return ("DATA");
-	case PROTO_CLOSE:
-		return ("CLOSE");
-	case PROTO_REKEY:
-		return ("REKEY");
-	default:
-		return ("unknown");
-	}
-}
-
-/* -vv: one line per packet. */
-static void
-trace_packet(struct session *s, const char *dir, uint64_t n,
-    const uint8_t *pkt, size_t ptlen, int type)
-{
-	char nonce[2 * PROTO_NONCEBYTES + 1], tag[2 * PROTO_TAGBYTES + 1];
-
-	if (s->verbose < 2)
-		return;
-	hex(nonce, pkt + PROTO_LENBYTES, PROTO_NONCEBYTES);
-	hex(tag, pkt + PROTO_LENBYTES + PROTO_NONCEBYTES, PROTO_TAGBYTES);
-	status(2, "[trace] %s n=%llu type=%s length=%zu nonce=%s tag=%s", dir,
-	    (unsigned long long)n, type_name(s->classic, type),
-	    ptlen + PROTO_NONCEBYTES + PROTO_TAGBYTES, nonce, tag);
-}
-
-/* Seal the ptlen bytes at pkt + PROTO_HDRBYTES into a packet, in place. */
-static int
-seal(struct session *s, uint8_t *pkt, size_t ptlen)
-{
-	uint64_t n = proto_cipher_nonce(s->tx);
-	int rc, type = s->classic ? 0 : pkt[PROTO_HDRBYTES];
-
-	if ((rc = proto_seal(s->tx, pkt, ptlen)) != 0) {
-		session_fail(s, EXIT_RUNTIME, "cannot send: %s",
-		    proto_strerror(rc));
-		return (-1);
-	}
-	trace_packet(s, "send", n, pkt, ptlen, type);
-	return (0);
-}
-
-/* Write len bytes of sealed packets to the socket. */
-static int
-transmit(struct session *s, const uint8_t *buf, size_t len)
-{
-	int err;
-
-	if (proto_write_full(s->sock, buf, len) == 0)
-		return (0);
-	/* The receiver usually learns why the connection died (a cut, a
-	 * refusal): its report, if it makes one, comes first. */
-	err = errno;
-	pthread_mutex_lock(&s->mu);
-	if (s->txcode == 0 && !s->ending) {
-		s->txcode = EXIT_RUNTIME;
-		snprintf(s->txmsg, sizeof(s->txmsg), "send: %s%s",
-		    strerror(err), err == EPIPE || err == ECONNRESET ?
-		    ": the peer is gone; what we sent may not all have arrived" :
-		    "");
-	}
-	pthread_cond_signal(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-	return (-1);
-}
-
-/* Default protocol: 1 GiB or 120 s have passed since the last key. */
-static int
-rekey_due(const struct session *s)
-{
-
-	return (!s->classic && proto_cipher_rekey_due(s->tx, proto_now_ms()));
-}
-
-/*
- * Send REKEY and move to the next key.  Packets sealed earlier must have
- * been written first.
- */
-static int
-rekey(struct session *s)
-{
-	uint8_t pkt[PROTO_HDRBYTES + 1];
-
-	pkt[PROTO_HDRBYTES] = PROTO_REKEY;
-	if (seal(s, pkt, 1) != 0 || transmit(s, pkt, sizeof(pkt)) != 0)
-		return (-1);
-	(void)proto_cipher_rekey(s->tx);
-	status(1, "Rekeyed the sending direction.");
-	return (0);
-}
-
-/*
- * Send one packet of the default protocol: type, then the bodylen bytes
- * at pkt + PROTO_HDRBYTES + 1.
- */
-static int
-send_typed(struct session *s, uint8_t *pkt, uint8_t type, size_t bodylen)
-{
-
-	if (rekey_due(s) && rekey(s) != 0)
-		return (-1);
-	pkt[PROTO_HDRBYTES] = type;
-	if (seal(s, pkt, 1 + bodylen) != 0)
-		return (-1);
-	return (transmit(s, pkt, PROTO_HDRBYTES + 1 + bodylen));
-}
-
-/* The end of our direction: CLOSE, or in classic the end of TCP. */
-static int
-send_close(struct session *s)
-{
-	uint8_t pkt[PROTO_HDRBYTES + 1];
-
-	if (!s->classic && send_typed(s, pkt, PROTO_CLOSE, 0) != 0)
-		return (-1);
-	(void)shutdown(s->sock, SHUT_WR);
-	return (0);
-}
-
-/*
- * The sender seals packets in place in one buffer of NSLOT packet-sized
- * slots, and writes as many as are ready at once.
- */
-#define NSLOT		16
-#define OUTBYTES	(NSLOT * PROTO_MAXPKT)
-
-struct sender {
-	struct session *s;
-	uint8_t *out;		/* OUTBYTES: packets and room for them */
-	size_t used;		/* classic: sealed packets waiting in out */
-	int split;		/* classic: the last line sent had no newline */
-	int esc;		/* chat: inside an escape sequence */
-	size_t touched;		/* how much of out has ever held data */
-};
-
-/* Chat mode: one typed line is one packet (with its newline, by default). */
-static int
-send_line(void *arg, const char *line, size_t len)
-{
-	struct sender *sd = arg;
-	struct session *s = sd->s;
-
-	if (PROTO_HDRBYTES + 1 + len + 1 > sd->touched)
-		sd->touched = PROTO_HDRBYTES + 1 + len + 1;
-	if (!s->classic) {
-		memcpy(sd->out + PROTO_HDRBYTES + 1, line, len);
-		sd->out[PROTO_HDRBYTES + 1 + len] = '\n';
-		return (send_typed(s, sd->out, PROTO_DATA, len + 1));
-	}
-	memcpy(sd->out + PROTO_HDRBYTES, line, len);
-	if (seal(s, sd->out, len) != 0 ||
-	    transmit(s, sd->out, PROTO_HDRBYTES + len) != 0)
-		return (-1);
-	return (0);
-}
-
-/* Classic: write out the packets waiting in the buffer. */
-static int
-flush_out(struct sender *sd)
-{
-	size_t used = sd->used;
-
-	sd->used = 0;
-	return (used > 0 ? transmit(sd->s, sd->out, used) : 0);
-}
-
-/* Classic: seal one line into the buffer, writing it out first if full. */
-static int
-queue_line(struct sender *sd, const uint8_t *line, size_t len)
-{
-	uint8_t *pkt;
-
-	/* A quarter of the buffer is plenty for lines, and keeps it small. */
-	if (sd->used + PROTO_HDRBYTES + len > OUTBYTES / 4 &&
-	    flush_out(sd) != 0)
-		return (-1);
-	pkt = sd->out + sd->used;
-	if (sd->used + PROTO_HDRBYTES + len > sd->touched)
-		sd->touched = sd->used + PROTO_HDRBYTES + len;
-	memcpy(pkt + PROTO_HDRBYTES, line, len);
-	if (seal(sd->s, pkt, len) != 0)
-		return (-1);
-	sd->used += PROTO_HDRBYTES + len;
-	return (0);
-}
-
-/*
- * Classic pipe mode: each line of input is one packet, without its
- * newline; a line longer than a packet is split.  buf holds *have bytes;
- * send the complete lines (all of them at EOF) and keep the rest.
- */
-static int
-send_lines(struct sender *sd, uint8_t *buf, size_t *have, int eof)
-{
-	uint8_t *nl;
-	size_t start = 0, len;
-
-	for (;;) {
-		nl = memchr(buf + start, '\n', *have - start);
-		if (nl != NULL)
-			len = (size_t)(nl - (buf + start));
-		else if (*have - start == PROTO_MAXPLAIN ||
-		    (eof && *have > start))
-			len = *have - start;
-		else
-			break;
-		/* A line that filled whole packets ends with its newline
-		 * alone: that is not one more (empty) line. */
-		if ((len > 0 || nl == NULL || !sd->split) &&
-		    queue_line(sd, buf + start, len) != 0)
-			return (-1);
-		sd->split = (nl == NULL);
-		start += len + (nl != NULL);
-	}
-	memmove(buf, buf + start, *have - start);
-	*have -= start;
-	return (flush_out(sd));
-}
-
-/*
- * Default pipe mode: read what waits on stdin, up to NSLOT full packets,
- * straight into the slots, seal each in place and write them all at once.
- * Return 0, 1 at the end of stdin, or -1 on failure (recorded).
- */
-static int
-pump_stream(struct sender *sd)
-{
-	struct session *s = sd->s;
-	struct iovec iov[NSLOT];
-	uint8_t *pkt = sd->out, *from = sd->out, *end = sd->out;
-	size_t len, i;
-	ssize_t r;
-
-	for (i = 0; i < NSLOT; i++) {
-		iov[i].iov_base = sd->out + i * PROTO_MAXPKT +
-		    PROTO_HDRBYTES + 1;
-		iov[i].iov_len = PROTO_MAXPLAIN - 1;
-	}
-	if ((r = readv(STDIN_FILENO, iov, NSLOT)) == 0)
-		return (1);
-	if (r == -1 && (errno == EINTR || errno == EAGAIN))
-		return (0);
-	if (r == -1) {
-		session_fail(s, EXIT_RUNTIME, "read from stdin: %s",
-		    strerror(errno));
-		return (-1);
-	}
-	/* Every slot readv() reached holds plaintext now. */
-	i = ((size_t)r + PROTO_MAXPLAIN - 2) / (PROTO_MAXPLAIN - 1);
-	if (i * PROTO_MAXPKT > sd->touched)
-		sd->touched = i * PROTO_MAXPKT;
-	for (; r > 0; pkt += PROTO_MAXPKT, r -= (ssize_t)len) {
-		len = (size_t)r < PROTO_MAXPLAIN - 1 ? (size_t)r :
-		    PROTO_MAXPLAIN - 1;
-		/* REKEY goes out after the packets sealed before it. */
-		if (rekey_due(s)) {
-			if (transmit(s, from, (size_t)(end - from)) != 0 ||
-			    rekey(s) != 0)
-				return (-1);
-			from = pkt;
-		}
-		pkt[PROTO_HDRBYTES] = PROTO_DATA;
-		if (seal(s, pkt, 1 + len) != 0)
-			return (-1);
-		end = pkt + PROTO_HDRBYTES + 1 + len;
-	}
-	return (transmit(s, from, (size_t)(end - from)) != 0 ? -1 : 0);
-}
-
-/*
- * Read what the terminal or the classic line splitter takes, into in
- * (*have bytes kept from before), and send it.  Return as pump_stream().
- */
-static int
-pump_lines(struct sender *sd, uint8_t *in, size_t *have)
-{
-	struct session *s = sd->s;
-	ssize_t r;
-	int rc;
-
-	r = read(STDIN_FILENO, in + *have, PROTO_MAXPLAIN - *have);
-	if (r == -1 && (errno == EINTR || errno == EAGAIN))
-		return (0);
-	if (r == -1) {
-		session_fail(s, EXIT_RUNTIME, "read from stdin: %s",
-		    strerror(errno));
-		return (-1);
-	}
-	if (s->chat) {
-		if (r == 0)
-			return (1);
-		rc = term_input(in, (size_t)r, &sd->esc, send_line, sd);
-		return (rc == 1 ? 1 : rc == 0 ? 0 : -1);
-	}
-	*have += (size_t)r;
-	if (send_lines(sd, in, have, r == 0) != 0)
-		return (-1);
-	return (r == 0);
-}
-
-/*
- * Wait until stdin is readable or the sender is told to stop.  Return 1
- * when readable, 0 when stopping, -1 on error.
- */
-static int
-wait_input(struct session *s)
-{
-	struct pollfd pfd[2];
-
-	for (;;) {
-		pfd[0].fd = STDIN_FILENO;
-		pfd[0].events = POLLIN;
-		pfd[1].fd = wakefd[0];
-		pfd[1].events = POLLIN;
-		if (poll(pfd, 2, -1) == -1) {
-			if (errno == EINTR)
-				continue;
-			return (-1);
-		}
-		if (pfd[1].revents != 0) {
-			wake_drain();
-			if (got_signal || session_stopping(s))
-				return (0);
-		}
-		if (pfd[0].revents != 0)
-			return (1);
-	}
-}
-
-/* A pipe on our side may hold more than the default 64 KiB. */
-static void
-widen_pipe(int fd)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
-		(void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
-}
-
-/* The sender thread: stdin -> seal -> socket, then the end of stream. */
-static void *
-sender_main(void *arg)
-{
-	struct session *s = arg;
-	struct sender sd;
-	uint8_t *in = NULL;
-	size_t have = 0;
-	int rc = 0;
-
-	memset(&sd, 0, sizeof(sd));
-	sd.s = s;
-	if ((sd.out = malloc(OUTBYTES)) == NULL ||
-	    (in = malloc(PROTO_MAXPLAIN)) == NULL) {
-		session_fail(s, EXIT_RUNTIME, "malloc: %s", strerror(errno));
-		goto done;
-	}
-	if (!s->chat)
-		widen_pipe(STDIN_FILENO);
-	while (rc == 0) {
-		if ((rc = wait_input(s)) == 0)
-			break;
-		if (rc == -1) {
-			session_fail(s, EXIT_RUNTIME, "poll: %s",
-			    strerror(errno));
-			goto done;
-		}
-		if (s->chat || s->classic)
-			rc = pump_lines(&sd, in, &have);
-		else
-			rc = pump_stream(&sd);
-	}
-	if (rc == -1)
-		goto done;
-
-	/*
-	 * The end of our direction, unless the session failed.  CLOSE vouches
-	 * that the stream is complete: a pipe cut short by a signal gets no
-	 * CLOSE, so the peer reports an incomplete stream.
-	 */
-	if (session_failed(s) || (got_signal && !s->chat))
-		goto done;
-	(void)send_close(s);
-done:
-	if (in != NULL && (s->chat || s->classic))
-		sodium_memzero(in, PROTO_MAXPLAIN);
-	/* Only what was used: wiping untouched pages would fault them in. */
-	if (sd.out != NULL)
-		sodium_memzero(sd.out, sd.touched);
-	free(in);
-	free(sd.out);
-	session_done(s, &s->tx_done);
-	return (NULL);
-}
-
-/*
- * Chat mode, default protocol: DATA is a byte stream; show it a line at a
- * time, holding back a partial line until its newline arrives.
- */
-static void
-show_stream(struct session *s, uint8_t *held, size_t *nheld,
-    const uint8_t *data, size_t len, int flush)
-{
-	size_t take;
-	const uint8_t *nl;
-
-	while (len > 0) {
-		nl = memchr(data, '\n', len);
-		take = nl != NULL ? (size_t)(nl - data) : len;
-		if (take > SHOWMAX - *nheld)
-			take = SHOWMAX - *nheld;
-		memcpy(held + *nheld, data, take);
-		*nheld += take;
-		data += take;
-		len -= take;
-		if (len > 0 && *data == '\n') {
-			data++;
-			len--;
-		} else if (*nheld < SHOWMAX)
-			continue;
-		term_show(s->label, held, *nheld);
-		*nheld = 0;
-	}
-	if (flush && *nheld > 0) {
-		term_show(s->label, held, *nheld);
-		*nheld = 0;
-	}
-}
-
-/*
- * The receiver reads as much as the socket holds into one buffer, opens
- * every whole packet in it in place, and writes their plaintexts out
- * together before reading on.
- */
-#define INBYTES		(16 * PROTO_MAXPKT)
-
-struct receiver {
-	struct session *s;
-	uint8_t *buf;		/* INBYTES */
-	size_t have;		/* bytes in buf */
-	size_t pos;		/* start of the first packet not yet opened */
-	size_t touched;		/* how much of buf has ever held data */
-	int opened;		/* a packet has been opened */
-	struct iovec iov[64];	/* plaintexts waiting for stdout */
-	int niov;
-	uint8_t held[SHOWMAX];	/* chat: a line waiting for its end */
-	size_t nheld;
-};
-
-/*
- * The listener's first packet has proved the session: a first contact's
- * key goes into known_peers now.  0 or -1 (recorded).
- */
-static int
-record_peer(struct session *s)
-{
-
-	s->record = 0;
-	if (known_add(s->k->known, s->k->hostport, s->rs) != 0) {
-		session_fail(s, EXIT_RUNTIME, "%s: cannot record the peer's "
-		    "key: %s", s->k->known, strerror(errno));
-		return (-1);
-	}
-	status(0, "First contact with %s: its key is now recorded in %s",
-	    s->k->hostport, s->k->known);
-	return (0);
-}
-
-/* Write out the plaintexts waiting in r->iov.  0 or -1 (recorded). */
-static int
-flush_in(struct receiver *r)
-{
-	struct iovec *iov = r->iov;
-	int n = r->niov;
-	ssize_t w;
-
-	r->niov = 0;
-	while (n > 0) {
-		if ((w = writev(STDOUT_FILENO, iov, n)) == -1 &&
-		    errno == EINTR)
-			continue;
-		/* Someone else may have made stdout non-blocking. */
-		if (w == -1 && errno == EAGAIN) {
-			struct pollfd pfd = { STDOUT_FILENO, POLLOUT, 0 };
-
-			if (poll(&pfd, 1, -1) != -1 || errno == EINTR)
-				continue;
-		}
-		if (w == -1) {
-			session_fail(r->s, EXIT_RUNTIME, "write to stdout: %s",
-			    strerror(errno));
-			return (-1);
-		}
-		for (; n > 0 && (size_t)w >= iov->iov_len; iov++, n--)
-			w -= (ssize_t)iov->iov_len;
-		if (n > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
-	}
-	return (0);
-}
-
-/* Pass len bytes of authenticated plaintext on: to stdout, or the screen. */
-static int
-deliver(struct receiver *r, const uint8_t *data, size_t len)
-{
-	struct session *s = r->s;
-
-	if (s->chat && s->classic)
-		term_show(s->label, data, len);
-	else if (s->chat)
-		show_stream(s, r->held, &r->nheld, data, len, 0);
-	else if (len > 0) {
-		/* Even an empty write fails on a stdout closed at start. */
-		if (r->niov == (int)(sizeof(r->iov) / sizeof(r->iov[0])) &&
-		    flush_in(r) != 0)
-			return (-1);
-		r->iov[r->niov].iov_base = (void *)data;
-		r->iov[r->niov++].iov_len = len;
-	}
-	return (0);
-}
-
-/*
- * Read more from the socket.  Return 0, 1 at a clean end of the stream,
- * or -1 on failure (recorded).
- */
-static int
-fill(struct receiver *r)
-{
-	struct session *s = r->s;
-	ssize_t n;
-	int cut;
-
-	/* Move a partial packet to the front only when its rest might not
-	 * fit behind it. */
-	if (r->pos == r->have)
-		r->pos = r->have = 0;
-	else if (INBYTES - r->have < PROTO_MAXPKT) {
-		memmove(r->buf, r->buf + r->pos, r->have - r->pos);
-		r->have -= r->pos;
-		r->pos = 0;
-	}
-	do
-		n = read(s->sock, r->buf + r->have, INBYTES - r->have);
-	while (n == -1 && errno == EINTR);
-	if (n > 0) {
-		r->have += (size_t)n;
-		if (r->have > r->touched)
-			r->touched = r->have;
-		return (0);
-	}
-	/* The connection itself died: reset, timed out, unreachable. */
-	cut = n == 0 || errno == ECONNRESET || errno == ETIMEDOUT ||
-	    errno == EHOSTUNREACH || errno == ENETUNREACH;
-	if (!cut || (s->classic && r->have == r->pos && n != 0))
-		session_fail(s, EXIT_RUNTIME, "receive: %s", strerror(errno));
-	else if (s->classic && r->have == r->pos)
-		/* Classic has no CLOSE: the end of TCP between packets. */
-		return (1);
-	else if (s->classic)
-		session_fail(s, EXIT_SECURITY, "connection closed in the middle "
-		    "of a packet");
-	else if (!r->opened && r->have == r->pos && s->initiator)
-		/* A listener that ends the connection before its first
-		 * packet has refused us after the handshake. */
-		session_fail(s, EXIT_SECURITY, "the listener closed the "
-		    "connection after the handshake: it refused our key or "
-		    "our pre-shared key");
-	else
-		session_fail(s, EXIT_CUT, "connection cut before the peer's "
-		    "CLOSE: the stream is incomplete");
-	return (-1);
-}
-
-/*
- * Open every whole packet in the buffer and deliver what it carries.
- * Return 0, 1 after the peer's CLOSE, or -1 on failure (recorded, with
- * what came before it delivered).
- */
-static int
-drain(struct receiver *r)
-{
-	static const uint8_t newline = '\n';
-	struct session *s = r->s;
-	uint8_t *pkt, *pt;
-	size_t len, ptlen;
-	uint64_t n;
-	int rc = 0, type;
-
-	while (rc == 0 && r->have - r->pos >= PROTO_LENBYTES) {
-		pkt = r->buf + r->pos;
-		n = proto_cipher_nonce(s->rx);
-		/* The length is checked before the rest is waited for. */
-		if ((rc = proto_open_len(s->rx, pkt, &len)) == 0 &&
-		    r->have - r->pos < PROTO_LENBYTES + len)
-			break;
-		if (rc != 0 || (rc = proto_open(s->rx, pkt,
-		    PROTO_LENBYTES + len, &ptlen)) != 0) {
-			session_fail(s, exit_for(rc), "packet %llu from peer: "
-			    "%s", (unsigned long long)n, proto_strerror(rc));
-			rc = -1;
-			break;
-		}
-		r->pos += PROTO_LENBYTES + len;
-		if (!r->opened && s->record && (rc = record_peer(s)) != 0)
-			break;
-		r->opened = 1;
-		pt = pkt + PROTO_HDRBYTES;
-		type = s->classic ? PROTO_DATA : pt[0];
-		trace_packet(s, "recv", n, pkt, ptlen, type);
-		if (s->classic) {
-			/* The text, then the newline it lost. */
-			rc = deliver(r, pt, ptlen);
-			if (rc == 0 && !s->chat)
-				rc = deliver(r, &newline, 1);
-		} else if (type == PROTO_DATA)
-			rc = deliver(r, pt + 1, ptlen - 1);
-		else if (ptlen != 1 ||
-		    (type != PROTO_CLOSE && type != PROTO_REKEY)) {
-			session_fail(s, EXIT_SECURITY, "packet %llu from "
-			    "peer: %s", (unsigned long long)n,
-			    proto_strerror(PROTO_EBADTYPE));
-			rc = -1;
-		} else if (type == PROTO_CLOSE)
-			rc = 1;
-		else {
-			(void)proto_cipher_rekey(s->rx);
-			status(1, "Peer rekeyed its sending direction.");
-		}
-	}
-	/* However it ended, what was authenticated goes out. */
-	if (flush_in(r) != 0)
-		rc = -1;
-	return (rc);
-}
-
-/* The receiver thread: socket -> open -> stdout. */
-static void *
-receiver_main(void *arg)
-{
-	struct receiver r;
-
-	memset(&r, 0, sizeof(r));
-	r.s = arg;
-	if ((r.buf = malloc(INBYTES)) == NULL) {
-		session_fail(r.s, EXIT_RUNTIME, "malloc: %s", strerror(errno));
-		goto done;
-	}
-	if (!r.s->chat)
-		widen_pipe(STDOUT_FILENO);
-	while (fill(&r) == 0 && drain(&r) == 0)
-		;
-	if (r.s->chat)
-		show_stream(r.s, r.held, &r.nheld, NULL, 0, 1);
-done:
-	/* Only what was used: wiping untouched pages would fault them in. */
-	if (r.buf != NULL)
-		sodium_memzero(r.buf, r.touched);
-	free(r.buf);
-	sodium_memzero(r.held, sizeof(r.held));
-	session_done(r.s, &r.s->rx_done);
-	return (NULL);
-}
-
-/*
- * The main thread's watch over a session: wait until it has ended, or
- * must end.  Say whether the peer's direction ended (*ended) and ours did
- * cleanly (*closed).
- */
-static void
-session_wait(struct session *s, int *ended, int *closed)
-{
-	struct timespec ts;
-	int64_t until = 0;
-
-	pthread_mutex_lock(&s->mu);
-	for (;;) {
-		if (s->code != 0 || (s->rx_done && s->tx_done))
-			break;
-		/* A signal ends a chat once our CLOSE is out, a pipe at once. */
-		if (got_signal && (s->tx_done || !s->chat))
-			break;
-		/* Ctrl-D in classic chat mode leaves, as the original. */
-		if (s->classic && s->chat && s->tx_done)
-			break;
-		/*
-		 * When a person types our side, the peer leaving ends the
-		 * session, chat or not: nobody is left to press Ctrl-D after a
-		 * download into a file.
-		 */
-		if (s->rx_done && s->typed && !s->stop) {
-			s->stop = 1;
-			(void)write(wakefd[1], "x", 1);
-		}
-		/*
-		 * Once the end is near, the threads get two seconds to finish:
-		 * after a signal, after the socket refused our data, and in a
-		 * chat once either side has left (a chat peer answers a CLOSE
-		 * at once; one that stops reading must not keep us here).
-		 */
-		if (until == 0 && (got_signal || s->txcode != 0 || s->stop ||
-		    (s->chat && s->tx_done)))
-			until = proto_now_ms() + 2000;
-		if (until != 0 && proto_now_ms() >= until)
-			break;
-		/* Wake up now and then: a signal handler cannot signal cv. */
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += 200 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		(void)pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-	}
-	*ended = s->rx_done;
-	*closed = s->tx_done && s->txcode == 0;
-	s->stop = 1;
-	/* What the threads see once the socket is shut is our doing. */
-	s->ending = 1;
-	pthread_mutex_unlock(&s->mu);
-
-}
-
-static int session_result(struct session *, int, int, char *, size_t);
-
-/*
- * Run both threads until the session ends; return the exit status, with
- * any failure reported.
- */
-static int
-session_run(struct session *s)
-{
-	pthread_t tx, rx;
-	struct timespec ts;
-	char msg[600];
-	int rc, ended, closed, stuck;
-
-	wake_drain();
-	got_signal = 0;
-	catch_signals(1);
-	if (s->chat && term_start() != 0)
-		s->chat = 0;
-	if ((rc = pthread_create(&rx, NULL, receiver_main, s)) != 0) {
-		term_stop();
-		catch_signals(0);
-		warnx0("pthread_create: %s", strerror(rc));
-		return (EXIT_RUNTIME);
-	}
-	if ((rc = pthread_create(&tx, NULL, sender_main, s)) != 0) {
-		(void)shutdown(s->sock, SHUT_RDWR);
-		pthread_join(rx, NULL);
-		term_stop();
-		catch_signals(0);
-		warnx0("pthread_create: %s", strerror(rc));
-		return (EXIT_RUNTIME);
-	}
-
-	session_wait(s, &ended, &closed);
-
-	/*
-	 * Unblock whichever thread is still waiting, then collect both.  A
-	 * thread stuck on stdin or stdout, which no shutdown reaches, gets
-	 * two seconds; then the process ends without it.
-	 */
-	(void)write(wakefd[1], "x", 1);
-	(void)shutdown(s->sock, SHUT_RDWR);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 2;
-	stuck = pthread_timedjoin_np(tx, NULL, &ts) != 0;
-	stuck = pthread_timedjoin_np(rx, NULL, &ts) != 0 || stuck;
-	rc = session_result(s, ended, closed, msg, sizeof(msg));
-	if (stuck) {
-		/* That thread may hold the terminal's lock: no vsay(). */
-		term_restore();
-		if (msg[0] == '\0')
-			snprintf(msg, sizeof(msg), "standard input or output is "
-			    "blocked; giving up");
-		dprintf(STDERR_FILENO, PROG ": %s\n", msg);
-		_exit(rc != 0 ? rc : EXIT_RUNTIME);
-	}
-	term_stop();
-	catch_signals(0);
-	if (msg[0] != '\0')
-		warnx0("%s", msg);
-	else if (ended)
-		status(0, !s->chat ? "Peer finished sending." : s->we_left ?
-		    "Left the chat." : "Peer left.");
-	return (rc);
-}
-
-/*
- * How the session ended: its exit status, and in msg the failure to
- * report (empty if none).
- */
-static int
-session_result(struct session *s, int ended, int closed, char *msg,
-    size_t len)
-{
-
-	msg[0] = '\0';
-	if (s->code != 0) {
-		snprintf(msg, len, "%s", s->msg);
-		return (s->code);
-	}
-	/* Once the peer has left, our own CLOSE may find it gone. */
-	if (s->txcode != 0 && !(s->typed && ended)) {
-		snprintf(msg, len, "%s", s->txmsg);
-		return (s->txcode);
-	}
-	if (got_signal && !(s->chat && closed)) {
-		snprintf(msg, len, "interrupted by signal %d: the session was "
-		    "cut before its end", (int)got_signal);
-		return (128 + got_signal);
-	}
-	return (EXIT_OK);
-}
-
-/*
- * Addresses and sockets.
- */
-
-/*
- * Split "HOST:PORT", "[V6]:PORT" or (when listening) "PORT" into host
- * (NULL when absent) and port, written into hbuf and pbuf.  Return 0, or
- * -1 after a usage error message.
- */
-static int
-parse_hostport(const char *arg, int listening, char *hbuf, size_t hlen,
-    char *pbuf, size_t plen, const char **host)
-{
-	const char *colon, *port, *end;
-	size_t len;
-	long v;
-	char *ep;
-
-	*host = NULL;
-	if (arg[0] == '[') {
-		if ((end = strchr(arg, ']')) == NULL || end[1] != ':')
-			goto bad;
-		len = (size_t)(end - arg - 1);
-		if (len == 0 || len >= hlen)
-			goto bad;
-		memcpy(hbuf, arg + 1, len);
-		hbuf[len] = '\0';
-		*host = hbuf;
-		port = end + 2;
-	} else if ((colon = strrchr(arg, ':')) != NULL) {
-		if (memchr(arg, ':', (size_t)(colon - arg)) != NULL) {
-			warnx0("%s: put IPv6 addresses in brackets, "
-			    "as [::1]:PORT", arg);
-			return (-1);
-		}
-		len = (size_t)(colon - arg);
-		if (len == 0 || len >= hlen)
-			goto bad;
-		memcpy(hbuf, arg, len);
-		hbuf[len] = '\0';
-		*host = hbuf;
-		port = colon + 1;
-	} else if (listening)
-		port = arg;
-	else
-		goto bad;
-
-	/* A decimal port, 0 (any free port) only when listening. */
-	if (!isdigit((unsigned char)port[0]) || strlen(port) > 5)
-		goto badport;
-	errno = 0;
-	v = strtol(port, &ep, 10);
-	if (*ep != '\0' || v < (listening ? 0 : 1) || v > 65535)
-		goto badport;
-	snprintf(pbuf, plen, "%ld", v);
-	return (0);
-
-badport:
-	warnx0("%s: port must be a number from %d to 65535", arg,
-	    listening ? 0 : 1);
-	return (-1);
-bad:
-	warnx0("%s: expected %s", arg, listening ? "[HOST:]PORT" :
-	    "HOST:PORT");
-	return (-1);
-}
-
-/* "ADDR:PORT" or "[ADDR]:PORT" of a socket address, numerically. */
-static void
-addr_text(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen)
-{
-	char h[NI_MAXHOST], p[NI_MAXSERV];
-
-	if (getnameinfo(sa, len, h, sizeof(h), p, sizeof(p),
-	    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-		snprintf(out, outlen, "?");
-		return;
-	}
-	snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" :
-	    "%s:%s", h, p);
-}
-
-static int
-open_listener(const char *host, const char *port, int family)
-{
-	struct addrinfo hints, *res, *ai;
-	struct sockaddr_storage ss;
-	socklen_t sslen = sizeof(ss);
-	char where[NI_MAXHOST + NI_MAXSERV + 4];
-	int fd = -1, on = 1, off = 0, rc, err = 0;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = family;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	/* No host and no family: one IPv6 socket that takes IPv4 too. */
-	if (host == NULL && family == AF_UNSPEC)
-		hints.ai_family = AF_INET6;
-	rc = getaddrinfo(host, port, &hints, &res);
-	if (rc != 0 && host == NULL && family == AF_UNSPEC) {
-		hints.ai_family = AF_INET;
-		rc = getaddrinfo(host, port, &hints, &res);
-	}
-	if (rc != 0) {
-		warnx0("%s: %s", host != NULL ? host : "listen",
-		    gai_strerror(rc));
-		return (-1);
-	}
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-		    ai->ai_protocol)) == -1) {
-			err = errno;
-			continue;
-		}
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
-		    sizeof(on));
-		if (ai->ai_family == AF_INET6)
-			(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
-			    family == AF_INET6 ? &on : &off, sizeof(on));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, 16) == 0)
-			break;
-		err = errno;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd == -1 && host == NULL && family == AF_UNSPEC &&
-	    err == EAFNOSUPPORT)
-		return (open_listener("0.0.0.0", port, AF_INET));
-	if (fd == -1) {
-		warnx0("cannot listen on %s:%s: %s", host != NULL ? host : "*",
-		    port, strerror(err));
-		return (-1);
-	}
-	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0) {
-		addr_text((struct sockaddr *)&ss, sslen, where, sizeof(where));
-		status(0, "Server listening on %s", where);
-	}
-	return (fd);
-}
-
-/* Connect within the deadline; the socket is left blocking. */
-static int
-connect_to(const char *host, const char *port, int family, int64_t deadline)
-{
-	struct addrinfo hints, *res, *ai;
-	struct pollfd pfd;
-	socklen_t len;
-	int fd = -1, rc, err = ETIMEDOUT, flags;
-	int64_t left;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = family;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
-		warnx0("%s: %s", host, gai_strerror(rc));
-		return (-1);
-	}
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-		    ai->ai_protocol)) == -1) {
-			err = errno;
-			continue;
-		}
-		flags = fcntl(fd, F_GETFL);
-		(void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			goto connected;
-		if (errno != EINPROGRESS) {
-			err = errno;
-			goto next;
-		}
-		pfd.fd = fd;
-		pfd.events = POLLOUT;
-		do {
-			left = deadline - proto_now_ms();
-			rc = left <= 0 ? 0 : poll(&pfd, 1, (int)left);
-		} while (rc == -1 && errno == EINTR);
-		if (rc == 0) {
-			err = ETIMEDOUT;
-			goto next;
-		}
-		len = sizeof(err);
-		if (rc == -1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
-		    &len) == -1)
-			err = errno;
-		if (err == 0)
-			goto connected;
-next:
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	warnx0("cannot connect to %s port %s: %s", host, port, strerror(err));
-	return (-1);
-
-connected:
-	freeaddrinfo(res);
-	(void)fcntl(fd, F_SETFL, flags);
-	return (fd);
-}
-
-/*
- * Key files.
- */
-
-/* The default directory of our files: $XDG_CONFIG_HOME/x25519chat. */
-static int
-config_dir(char *out, size_t len)
-{
-	const char *base = getenv("XDG_CONFIG_HOME");
-	const char *home = getenv("HOME");
-	struct passwd *pw;
-	int n;
-
-	if (base != NULL && base[0] == '/')
-		n = snprintf(out, len, "%s/" PROG, base);
-	else {
-		if ((home == NULL || home[0] == '\0') &&
-		    (pw = getpwuid(getuid())) != NULL)
-			home = pw->pw_dir;
-		if (home == NULL) {
-			warnx0("cannot find the home directory; use -i");
-			return (-1);
-		}
-		n = snprintf(out, len, "%s/.config/" PROG, home);
-	}
-	if (n < 0 || (size_t)n >= len) {
-		warnx0("configuration path too long");
-		return (-1);
-	}
-	return (0);
-}
-
-/*
- * mkdir -p for the parent directories of path, new ones mode 0700.
- * Return 0, or -1 with errno set.
- */
-static int
-make_parents(const char *path)
-{
-	char buf[PATH_MAX];
-	char *p;
-
-	if (strlen(path) >= sizeof(buf))
-		return (-1);
-	strcpy(buf, path);
-	for (p = buf + 1; (p = strchr(p, '/')) != NULL; p++) {
-		*p = '\0';
-		if (mkdir(buf, 0700) == -1 && errno != EEXIST)
-			return (-1);
-		*p = '/';
-	}
-	return (0);
-}
-
-/*
- * Read a key file whole into buf (at most len bytes): a regular file of
- * ours that nobody else can read, or with stdin_ok and path "-", standard
- * input.  Return the size, or -1 after reporting.
- */
-static ssize_t
-read_keyfile(const char *path, int stdin_ok, char *buf, size_t len)
-{
-	struct stat st;
-	ssize_t n, r;
-	char extra;
-	int fd;
-
-	if (stdin_ok && strcmp(path, "-") == 0)
-		fd = STDIN_FILENO;
-	else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		warnx0("%s: %s", path, strerror(errno));
-		return (-1);
-	}
-	if (fstat(fd, &st) == -1) {
-		warnx0("%s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (fd != STDIN_FILENO) {
-		if (!S_ISREG(st.st_mode)) {
-			warnx0("%s: not a regular file", path);
-			goto fail;
-		}
-		if (st.st_uid != geteuid() && st.st_uid != 0) {
-			warnx0("%s: owned by another user; refusing a key "
-			    "that others control", path);
-			goto fail;
-		}
-		if ((st.st_mode & 077) != 0) {
-			warnx0("%s: permissions %04o are too open: others can "
-			    "%s this key (run: chmod 600 %s)", path,
-			    (unsigned)(st.st_mode & 07777),
-			    (st.st_mode & 044) != 0 ? "read" : "change", path);
-			goto fail;
-		}
-	}
-	/* One byte more than fits tells a file that is too large. */
-	for (n = 0; (size_t)n <= len; n += r) {
-		r = read(fd, (size_t)n < len ? buf + n : &extra,
-		    (size_t)n < len ? len - (size_t)n : 1);
-		if (r == -1 && errno == EINTR) {
-			r = 0;
-			continue;
-		}
-		if (r == -1) {
-			warnx0("%s: %s", path, strerror(errno));
-			goto fail;
-		}
-		if (r == 0)
-			break;
-	}
-	if ((size_t)n > len) {
-		warnx0("%s: file too large for a key", path);
-		goto fail;
-	}
-	if (fd != STDIN_FILENO)
-		close(fd);
-	return (n);
-
-fail:
-	if (fd != STDIN_FILENO)
-		close(fd);
-	return (-1);
-}
-
-/* Load a secret key file (identity or PSK) into key.  0 or -1. */
-static int
-load_key(const char *path, int stdin_ok, uint8_t key[PROTO_KEYBYTES],
-    const char *what)
-{
-	char buf[PROTO_B64LEN + 2];
-	ssize_t n;
-	int rc;
-
-	if ((n = read_keyfile(path, stdin_ok, buf, sizeof(buf))) == -1)
-		return (-1);
-	rc = proto_keyfile_parse(key, buf, (size_t)n);
-	sodium_memzero(buf, sizeof(buf));
-	if (rc != 0) {
-		warnx0("%s: not a valid %s (expected 44 base64 characters "
-		    "and a newline, as %s writes)", path, what,
-		    strcmp(what, "pre-shared key") == 0 ? "wg genpsk" :
-		    "wg genkey");
-		return (-1);
-	}
-	return (0);
-}
-
-/* Write a new private key to path (never overwriting); 0 or -1. */
-static int
-write_new_key(const char *path, uint8_t pub[PROTO_KEYBYTES])
-{
-	uint8_t *priv;
-	char text[PROTO_B64LEN + 2];
-	int fd, rc = -1;
-
-	if ((priv = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-		warnx0("sodium_malloc: %s", strerror(errno));
-		return (-1);
-	}
-	proto_keypair_new(priv, pub);
-	proto_key_encode(text, priv);
-	text[PROTO_B64LEN] = '\n';
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-	    O_CLOEXEC, 0600)) == -1) {
-		warnx0("%s: %s%s", path, strerror(errno), errno == EEXIST ?
-		    " (refusing to overwrite a key)" : "");
-		goto out;
-	}
-	if (proto_write_full(fd, text, PROTO_B64LEN + 1) != 0 ||
-	    fsync(fd) != 0) {
-		warnx0("%s: %s", path, strerror(errno));
-		close(fd);
-		(void)unlink(path);
-		goto out;
-	}
-	close(fd);
-	rc = 0;
-out:
-	sodium_memzero(text, sizeof(text));
-	sodium_free(priv);
-	return (rc);
-}
-
-/*
- * Load our identity.  The default one is only noted as missing here: it is
- * created by identity_create() once everything else has worked.
- */
-static int
-load_identity(const char *path, struct keys *k)
-{
-	struct stat st;
-
-	if (path == NULL) {
-		if (config_dir(k->idpath, sizeof(k->idpath) - 9) != 0)
-			return (-1);
-		strcat(k->idpath, "/identity");
-		if (lstat(k->idpath, &st) == -1 && errno == ENOENT) {
-			k->create = 1;
-			return (0);
-		}
-		path = k->idpath;
-	}
-	if (load_key(path, 0, k->s, "private key") != 0)
-		return (-1);
-	(void)crypto_scalarmult_base(k->spub, k->s);
-	return (0);
-}
-
-/* Create the default identity if load_identity() found none.  0 or -1. */
-static int
-identity_create(struct keys *k)
-{
-	char b64[PROTO_B64LEN + 1];
-
-	if (!k->create)
-		return (0);
-	if (make_parents(k->idpath) != 0) {
-		warnx0("%s: cannot create its directory: %s", k->idpath,
-		    strerror(errno));
-		return (-1);
-	}
-	if (write_new_key(k->idpath, k->spub) != 0 ||
-	    load_key(k->idpath, 0, k->s, "private key") != 0)
-		return (-1);
-	k->create = 0;
-	proto_key_encode(b64, k->spub);
-	status(0, "Created a new identity in %s; public key %s", k->idpath,
-	    b64);
-	return (0);
-}
-
-/*
- * Parse one line of a key list: the first word is returned in word (NUL
- * ended in place), the rest ignored.  Return 0 for a line with a word,
- * 1 for a blank or comment line.
- */
-static int
-split_line(char *line, char **word, char **rest)
-{
-	char *p = line, *end;
-
-	while (*p == ' ' || *p == '\t')
-		p++;
-	if (*p == '\0' || *p == '#')
-		return (1);
-	end = p + strcspn(p, " \t");
-	*rest = end;
-	if (*end != '\0') {
-		*end = '\0';
-		(*rest)++;
-		while (**rest == ' ' || **rest == '\t')
-			(*rest)++;
-	}
-	*word = p;
-	return (0);
-}
-
-/* Read a text file of lines; calls fn for each line.  0 or -1. */
-static int
-for_each_line(const char *path, int (*fn)(void *, char *, unsigned), void *arg,
-    int missing_ok)
-{
-	FILE *f;
-	char line[1024];
-	unsigned lineno = 0;
-	size_t len;
-	int rc = 0;
-
-	if ((f = fopen(path, "re")) == NULL) {
-		if (missing_ok && errno == ENOENT)
-			return (0);
-		warnx0("%s: %s", path, strerror(errno));
-		return (-1);
-	}
-	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
-		lineno++;
-		len = strlen(line);
-		if (len > 0 && line[len - 1] == '\n')
-			line[--len] = '\0';
-		else if (!feof(f)) {
-			warnx0("%s:%u: line too long", path, lineno);
-			rc = -1;
-			break;
-		}
-		rc = fn(arg, line, lineno);
-	}
-	if (rc == 0 && ferror(f)) {
-		warnx0("%s: %s", path, strerror(errno));
-		rc = -1;
-	}
-	fclose(f);
-	return (rc);
-}
-
-/* Append one key to a growing array of 32-byte keys. */
-static int
-keys_add(uint8_t **keys, size_t *n, const uint8_t key[PROTO_KEYBYTES])
-{
-	uint8_t *more;
-
-	if ((more = realloc(*keys, (*n + 1) * PROTO_KEYBYTES)) == NULL) {
-		warnx0("realloc: %s", strerror(errno));
-		return (-1);
-	}
-	memcpy(more + *n * PROTO_KEYBYTES, key, PROTO_KEYBYTES);
-	*keys = more;
-	(*n)++;
-	return (0);
-}
-
-static int
-keys_find(const uint8_t *keys, size_t n, const uint8_t key[PROTO_KEYBYTES])
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (sodium_memcmp(keys + i * PROTO_KEYBYTES, key,
-		    PROTO_KEYBYTES) == 0)
-			return (1);
-	return (0);
-}
-
-struct allow_ctx {
-	struct keys *k;
-	const char *path;
-};
-
-static int
-allow_line(void *arg, char *line, unsigned lineno)
-{
-	struct allow_ctx *a = arg;
-	uint8_t key[PROTO_KEYBYTES];
-	char *word, *rest;
-
-	if (split_line(line, &word, &rest) == 1)
-		return (0);
-	if (proto_key_decode(key, word, strlen(word)) != 0) {
-		warnx0("%s:%u: not a public key: %.60s", a->path, lineno, word);
-		return (-1);
-	}
-	return (keys_add(&a->k->allow, &a->k->nallow, key));
-}
-
-/* One line of known_peers: keep the keys recorded for our listener. */
-static int
-known_line(void *arg, char *line, unsigned lineno)
-{
-	struct keys *k = arg;
-	uint8_t key[PROTO_KEYBYTES];
-	char *word, *rest, *b64, *tail;
-
-	if (split_line(line, &word, &rest) == 1)
-		return (0);
-	if (split_line(rest, &b64, &tail) != 0 || *tail != '\0' ||
-	    proto_key_decode(key, b64, strlen(b64)) != 0) {
-		warnx0("%s:%u: expected \"HOST:PORT KEY\"", k->known, lineno);
-		return (-1);
-	}
-	if (strcmp(word, k->hostport) != 0)
-		return (0);
-	if (k->nknown == 0)
-		k->known_line = lineno;
-	return (keys_add(&k->known_keys, &k->nknown, key));
-}
-
-/*
- * Append "HOST:PORT KEY" to the known_peers file, creating it.  Return 0,
- * or -1 with errno set.
- */
-static int
-known_add(const char *path, const char *hostport, const uint8_t *key)
-{
-	char b64[PROTO_B64LEN + 1], line[400], last = '\n';
-	struct stat st;
-	int fd, n, err;
-
-	if (make_parents(path) != 0)
-		return (-1);
-	if ((fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW |
-	    O_CLOEXEC, 0600)) == -1)
-		return (-1);
-	/* A file edited by hand may lack its last newline. */
-	if (fstat(fd, &st) == 0 && st.st_size > 0 &&
-	    pread(fd, &last, 1, st.st_size - 1) != 1)
-		last = '\n';
-	proto_key_encode(b64, key);
-	n = snprintf(line, sizeof(line), "%s%s %s\n", last == '\n' ? "" :
-	    "\n", hostport, b64);
-	if (proto_write_full(fd, line, (size_t)n) != 0) {
-		err = errno;
-		close(fd);
-		errno = err;
-		return (-1);
-	}
-	return (close(fd));
-}
-
-/* What the handshake's verify callback needs, and what it concluded. */
-struct verify_ctx {
-	struct keys *k;
-	int initiator;
-	int first_contact;	/* known_peers had no line for this host */
-	char why[PATH_MAX + 1024];
-};
-
-static int
-verify_peer(void *arg, const uint8_t rs[PROTO_KEYBYTES])
-{
-	struct verify_ctx *v = arg;
-	struct keys *k = v->k;
-	char b64[PROTO_B64LEN + 1], old[PROTO_B64LEN + 1];
-
-	proto_key_encode(b64, rs);
-	if (k->has_peer && sodium_memcmp(rs, k->peer, PROTO_KEYBYTES) != 0) {
-		snprintf(v->why, sizeof(v->why), "peer key %s is not the "
-		    "one --peer requires", b64);
-		return (-1);
-	}
-	if (k->allow != NULL && !keys_find(k->allow, k->nallow, rs)) {
-		snprintf(v->why, sizeof(v->why), "peer key %s is not in the "
-		    "--allow list", b64);
-		return (-1);
-	}
-	if (!v->initiator || k->has_peer)
-		return (0);
-
-	/* Trust on first use: the connector remembers listeners' keys. */
-	if (keys_find(k->known_keys, k->nknown, rs))
-		return (0);
-	if (k->nknown > 0) {
-		proto_key_encode(old, k->known_keys);
-		snprintf(v->why, sizeof(v->why), "REFUSING: the key of %s "
-		    "has CHANGED from %s (%s line %u) to %s; someone may be "
-		    "intercepting the connection. If the change is expected, "
-		    "delete that line.", k->hostport, old, k->known,
-		    k->known_line, b64);
-		return (-1);
-	}
-	v->first_contact = 1;
-	return (0);
-}
-
-/*
- * A session from handshake to end.
- */
-
-static void
-trace_step(void *arg, const char *what, const uint8_t *buf, size_t len)
-{
-	char *h;
-
-	(void)arg;
-	if (buf == NULL) {
-		status(2, "[trace] %s", what);
-		return;
-	}
-	if ((h = malloc(2 * len + 1)) == NULL)
-		return;
-	hex(h, buf, len);
-	status(2, "[trace]   %s = %s", what, h);
-	sodium_memzero(h, 2 * len + 1);
-	free(h);
-}
-
-/*
- * Report why the handshake failed with rc, in the words of the step it
- * failed at, and return the exit status.
- */
-static int
-handshake_failed(int rc, const struct proto_hs *hs, const struct opts *o,
-    const struct keys *k, const char *peer)
-{
-	int connector = o->connect != NULL;
-	/* The step at which we wait for the peer's first message. */
-	int silent = proto_hs_step(hs) == (o->classic == connector ? 0 : 1);
-	const char *why = proto_strerror(rc), *hint = "";
-
-	if (rc == PROTO_EEOF || rc == PROTO_ETRUNC || (rc == PROTO_EERRNO &&
-	    (errno == ECONNRESET || errno == EPIPE))) {
-		/* The peer refused the handshake, or someone cut it. */
-		why = "the connection closed during the handshake";
-		if (silent)
-			why = "the peer closed the connection without a word";
-		if (!o->classic && connector)
-			hint = " (does the listener want a --psk, or speak "
-			    "--classic?)";
-		else if (!o->classic && !silent)
-			hint = " (the connector refused our key, or its --psk "
-			    "differs)";
-		warnx0("handshake with %s failed: %s%s", peer, why, hint);
-		return (EXIT_SECURITY);
-	}
-	if (rc == PROTO_ETIMEOUT && silent)
-		hint = " waiting for the peer's first message (is one side "
-		    "using --classic?)";
-	else if ((rc == PROTO_EBADMSG || rc == PROTO_EBADTAG) && !o->classic) {
-		if (!connector && silent)
-			hint = " (one side uses --psk and the other does not, "
-			    "or the peer speaks --classic?)";
-		else if (k->psk != NULL)
-			hint = " (a different --psk on each side, or tampering)";
-		else if (connector && silent)
-			hint = " (does the listener want a --psk, or speak "
-			    "--classic?)";
-	}
-	warnx0("handshake with %s failed: %s%s", peer, why, hint);
-	return (exit_for(rc));
-}
-
-/*
- * Tell the user who is at the other end, record a first contact, and set
- * the label of the peer's lines.  Return 0 or an exit status.
- */
-static int
-report_peer(struct session *s, const struct opts *o, struct keys *k,
-    const struct proto_hs *hs, const struct verify_ctx *v,
-    const uint8_t *name, size_t namelen)
-{
-	char b64[PROTO_B64LEN + 1], code[PROTO_CODELEN + 1];
-	char shown[4 * PROTO_NAMEMAX + 1], sec[2 * PROTO_KEYBYTES + 1];
-	const uint8_t *rs = proto_hs_remote_static(hs);
-
-	snprintf(s->label, sizeof(s->label), s->initiator ? "[server]" :
-	    "[client]");
-	if (o->classic) {
-		hex(sec, proto_hs_hash(hs), PROTO_KEYBYTES);
-		status(0, "Shared secret (hex) -> %s", sec);
-		sodium_memzero(sec, sizeof(sec));
-		return (0);
-	}
-	if (v->first_contact) {
-		s->k = k;
-		memcpy(s->rs, rs, PROTO_KEYBYTES);
-		s->record = 1;
-	}
-	proto_key_encode(b64, rs);
-	shown[sanitize(shown, name, namelen)] = '\0';
-	status(0, "Peer key: %s%s%s%s", b64, namelen > 0 ? " (\"" : "",
-	    shown, namelen > 0 ? "\")" : "");
-	proto_session_code(code, proto_hs_hash(hs));
-	status(0, "Session code: %s  (the same on both screens: no one in the "
-	    "middle)", code);
-	if (namelen > 0)
-		snprintf(s->label, sizeof(s->label), "[%s]", shown);
-	return (0);
-}
-
-/*
- * Run the handshake on s->sock, then give s its ciphers and its label.
- * peer names the other end in messages.  Return 0 or an exit status,
- * after reporting.
- */
-static int
-handshake(struct session *s, const struct opts *o, struct keys *k,
-    const char *peer)
-{
-	struct proto_hs_params hp;
-	struct proto_hs *hs;
-	struct verify_ctx v;
-	uint8_t name[PROTO_NAMEMAX];
-	size_t namelen = 0;
-	int rc;
-
-	memset(&hp, 0, sizeof(hp));
-	hp.initiator = s->initiator;
-	hp.classic = o->classic;
-	hp.s = k->s;
-	hp.psk = k->psk;
-	if (verbosity >= 2) {
-		hp.trace = trace_step;
-		status(2, "[trace] WARNING: this trace shows secret keys; "
-		    "never share it");
-	}
-	if ((hs = proto_hs_new(&hp)) == NULL) {
-		warnx0("proto_hs_new: %s", strerror(errno));
-		return (EXIT_RUNTIME);
-	}
-	memset(&v, 0, sizeof(v));
-	v.k = k;
-	v.initiator = s->initiator;
-	rc = proto_handshake(s->sock, hs, (const uint8_t *)o->name,
-	    o->name != NULL ? strlen(o->name) : 0, name, &namelen,
-	    proto_now_ms() + (int64_t)o->wait * 1000,
-	    o->classic ? NULL : verify_peer, &v);
-	if (rc == PROTO_EREJECT) {
-		warnx0("%s: %s", peer, v.why);
-		rc = EXIT_SECURITY;
-	} else if (rc != 0)
-		rc = handshake_failed(rc, hs, o, k, peer);
-	else if ((rc = proto_hs_split(hs, &s->tx, &s->rx)) != 0) {
-		warnx0("%s", proto_strerror(rc));
-		rc = EXIT_RUNTIME;
-	} else
-		rc = report_peer(s, o, k, hs, &v, name, namelen);
-	proto_hs_free(hs);
-	return (rc);
-}
-
-/*
- * Run the handshake and then the session on the connected socket fd.
- * Return the exit status, after reporting any failure.
- */
-static int
-serve(int fd, const struct opts *o, struct keys *k, const char *peer)
-{
-	struct session s;
-	pthread_condattr_t ca;
-	uint8_t pkt[PROTO_HDRBYTES + 1];
-	int rc, one = 1;
-
-	memset(&s, 0, sizeof(s));
-	pthread_mutex_init(&s.mu, NULL);
-	/* The main thread's waits must not stretch if the clock is set. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s.cv, &ca);
-	pthread_condattr_destroy(&ca);
-	s.sock = fd;
-	s.classic = o->classic;
-	/* A chat needs a screen too: "-l PORT > file" at a shell is a pipe. */
-	s.typed = isatty(STDIN_FILENO);
-	s.chat = s.typed && isatty(STDOUT_FILENO);
-	s.initiator = o->connect != NULL;
-	s.verbose = verbosity;
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-
-	rc = handshake(&s, o, k, peer);
-	/* Without -k no other handshake will need our secrets. */
-	if (!o->keep) {
-		sodium_free(k->s);
-		sodium_free(k->psk);
-		k->s = k->psk = NULL;
-	}
-	if (rc != 0)
-		goto out;
-
-	/* The listener's first packet tells the connector it was accepted. */
-	if (!o->classic && !s.initiator &&
-	    send_typed(&s, pkt, PROTO_DATA, 0) != 0) {
-		warnx0("%s", s.txcode != 0 ? s.txmsg : s.msg);
-		rc = s.txcode != 0 ? s.txcode : s.code;
-		goto out;
-	}
-	rc = session_run(&s);
-out:
-	pthread_cond_destroy(&s.cv);
-	pthread_mutex_destroy(&s.mu);
-	proto_cipher_free(s.tx);
-	proto_cipher_free(s.rx);
-	return (rc);
-}
-
-static int
-run_listener(const struct opts *o, struct keys *k, const char *host,
-    const char *port)
-{
-	struct sockaddr_storage ss;
-	socklen_t sslen;
-	char peer[NI_MAXHOST + NI_MAXSERV + 4];
-	int lfd, fd, rc;
-
-	if ((lfd = open_listener(host, port, o->family)) == -1)
-		return (EXIT_RUNTIME);
-	if (identity_create(k) != 0) {
-		close(lfd);
-		return (EXIT_RUNTIME);
-	}
-	for (;;) {
-		sslen = sizeof(ss);
-		fd = accept4(lfd, (struct sockaddr *)&ss, &sslen,
-		    SOCK_CLOEXEC);
-		if (fd == -1) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			warnx0("accept: %s", strerror(errno));
-			close(lfd);
-			return (EXIT_RUNTIME);
-		}
-		addr_text((struct sockaddr *)&ss, sslen, peer, sizeof(peer));
-		status(0, "Client %s connected", peer);
-		rc = serve(fd, o, k, peer);
-		close(fd);
-		if (!o->keep || got_signal)
-			break;
-		status(1, "Listening for the next peer.");
-	}
-	close(lfd);
-	return (rc);
-}
-
-static int
-run_connector(const struct opts *o, struct keys *k, const char *host,
-    const char *port)
-{
-	int fd, rc;
-
-	if ((fd = connect_to(host, port, o->family,
-	    proto_now_ms() + (int64_t)o->wait * 1000)) == -1)
-		return (EXIT_RUNTIME);
-	status(0, "Connected to %s", k->hostport);
-	if (identity_create(k) != 0) {
-		close(fd);
-		return (EXIT_RUNTIME);
-	}
-	rc = serve(fd, o, k, k->hostport);
-	close(fd);
-	return (rc);
-}
-
-/*
- * --keygen and --pubkey.
- */
-
-static int
-keygen(const char *path)
-{
-	char def[PATH_MAX], b64[PROTO_B64LEN + 1];
-	uint8_t pub[PROTO_KEYBYTES];
-
-	if (path == NULL) {
-		if (config_dir(def, sizeof(def) - 9) != 0)
-			return (EXIT_RUNTIME);
-		strcat(def, "/identity");
-		path = def;
-		if (make_parents(path) != 0) {
-			warnx0("%s: cannot create its directory: %s", path,
-			    strerror(errno));
-			return (EXIT_RUNTIME);
-		}
-	}
-	if (write_new_key(path, pub) != 0)
-		return (EXIT_RUNTIME);
-	proto_key_encode(b64, pub);
-	printf("%s\n", b64);
-	status(0, "Wrote a new private key to %s", path);
-	return (fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
-}
-
-static int
-pubkey(const char *path)
-{
-	char def[PATH_MAX], b64[PROTO_B64LEN + 1];
-	uint8_t *priv, pub[PROTO_KEYBYTES];
-	int rc;
-
-	if (path == NULL) {
-		if (config_dir(def, sizeof(def) - 9) != 0)
-			return (EXIT_RUNTIME);
-		strcat(def, "/identity");
-		path = def;
-	}
-	if ((priv = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-		warnx0("sodium_malloc: %s", strerror(errno));
-		return (EXIT_RUNTIME);
-	}
-	rc = load_key(path, 1, priv, "private key");
-	if (rc == 0)
-		(void)crypto_scalarmult_base(pub, priv);
-	sodium_free(priv);
-	if (rc != 0)
-		return (EXIT_RUNTIME);
-	proto_key_encode(b64, pub);
-	printf("%s\n", b64);
-	return (fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
-}
-
 /*
  * Options.
  */
@@ -2437,7 +101,7 @@ once(const char **slot, const char *val, const char *name)
 {
 
 	if (*slot != NULL)
-		return (usage_error("%s given twice", name));
+		return (say_usage("%s given twice", name));
 	*slot = val;
 	return (0);
 }
@@ -2448,7 +112,7 @@ flag(int *slot, const char *name)
 {
 
 	if (*slot)
-		return (usage_error("%s given twice", name));
+		return (say_usage("%s given twice", name));
 	*slot = 1;
 	return (0);
 }
@@ -2462,8 +126,8 @@ valid_name(const char *name)
 	if (len > PROTO_NAMEMAX)
 		return (0);
 	for (i = 0; i < len; i += n)
-		if ((n = utf8_len((const uint8_t *)name + i, len - i,
-		    &c)) == 0 || unsafe_cp(c))
+		if ((n = term_utf8_len((const uint8_t *)name + i, len - i,
+		    &c)) == 0 || term_unsafe_cp(c))
 			return (0);
 	return (1);
 }
@@ -2527,16 +191,16 @@ scan_opts(int argc, char **argv, struct opts *o, struct given *g)
 			printf(PROG " " X25519CHAT_VERSION "\n");
 			exit(fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME);
 		case ':':
-			return (usage_error("%s needs an argument",
+			return (say_usage("%s needs an argument",
 			    argv[optind - 1]));
 		default:
 			/* A long option, or one given an argument it does not
 			 * take, is named as it was written. */
 			if (optopt > 0 && optopt < 256 &&
 			    argv[optind - 1][1] != '-')
-				return (usage_error("unknown option -%c",
+				return (say_usage("unknown option -%c",
 				    optopt));
-			return (usage_error("unknown option, or an argument "
+			return (say_usage("unknown option, or an argument "
 			    "it does not take: %s", argv[optind - 1]));
 		}
 	}
@@ -2551,17 +215,17 @@ check_keyfile_opts(int argc, char **argv, struct opts *o,
 	const char *mode = o->keygen ? "--keygen" : "--pubkey";
 
 	if (o->keygen && o->pubkey)
-		return (usage_error("--keygen and --pubkey cannot be combined"));
+		return (say_usage("--keygen and --pubkey cannot be combined"));
 	if (o->listen || o->connect || o->classic || o->keep || g->wait ||
 	    o->identity || o->name || o->peer || o->known || o->allow ||
 	    o->psk || g->v4 || g->v6)
-		return (usage_error("%s takes no other options", mode));
+		return (say_usage("%s takes no other options", mode));
 	if (argc - optind > 1)
-		return (usage_error("unexpected argument: %s",
+		return (say_usage("unexpected argument: %s",
 		    argv[optind + 1]));
 	o->keyfile = optind < argc ? argv[optind] : NULL;
 	if (o->keygen && o->keyfile && strcmp(o->keyfile, "-") == 0)
-		return (usage_error("--keygen writes a file, not stdout"));
+		return (say_usage("--keygen writes a file, not stdout"));
 	return (0);
 }
 
@@ -2574,30 +238,30 @@ check_opts(struct opts *o, const struct given *g)
 	long v;
 
 	if (o->listen == NULL && o->connect == NULL)
-		return (usage_error("one of -l or -c is needed"));
+		return (say_usage("one of -l or -c is needed"));
 	if (o->listen != NULL && o->connect != NULL)
-		return (usage_error("-l and -c cannot be combined"));
+		return (say_usage("-l and -c cannot be combined"));
 	if (o->keep && o->listen == NULL)
-		return (usage_error("-k needs -l"));
+		return (say_usage("-k needs -l"));
 	if (o->known != NULL && o->connect == NULL)
-		return (usage_error("--known-peers needs -c"));
+		return (say_usage("--known-peers needs -c"));
 	if (o->allow != NULL && o->listen == NULL)
-		return (usage_error("--allow needs -l"));
+		return (say_usage("--allow needs -l"));
 	bad = o->identity ? "-i" : o->name ? "-n" : o->peer ? "--peer" :
 	    o->known ? "--known-peers" : o->allow ? "--allow" :
 	    o->psk ? "--psk" : NULL;
 	if (o->classic && bad != NULL)
-		return (usage_error("%s cannot be used with --classic: the "
+		return (say_usage("%s cannot be used with --classic: the "
 		    "original protocol has no keys to check", bad));
 	if (o->name != NULL && !valid_name(o->name))
-		return (usage_error("-n: a name is at most %d bytes of "
+		return (say_usage("-n: a name is at most %d bytes of "
 		    "printable UTF-8", PROTO_NAMEMAX));
 	if (g->wait != NULL) {
 		errno = 0;
 		v = strtol(g->wait, &end, 10);
 		if (!isdigit((unsigned char)g->wait[0]) || *end != '\0' ||
 		    errno != 0 || v < 1 || v > 86400)
-			return (usage_error("-w: %s: expected seconds from 1 "
+			return (say_usage("-w: %s: expected seconds from 1 "
 			    "to 86400", g->wait));
 		o->wait = (int)v;
 	}
@@ -2616,22 +280,26 @@ parse_opts(int argc, char **argv, struct opts *o)
 	if ((rc = scan_opts(argc, argv, o, &g)) != 0)
 		return (rc);
 	if (g.v4 && g.v6)
-		return (usage_error("-4 and -6 cannot be combined"));
+		return (say_usage("-4 and -6 cannot be combined"));
 	o->family = g.v4 ? AF_INET : g.v6 ? AF_INET6 : AF_UNSPEC;
 	if (g.quiet && o->verbose > 0)
-		return (usage_error("-q and -v cannot be combined"));
+		return (say_usage("-q and -v cannot be combined"));
 	if (g.quiet)
 		o->verbose = -1;
 	if (o->keygen || o->pubkey)
 		return (check_keyfile_opts(argc, argv, o, &g));
 	if (optind < argc)
-		return (usage_error("unexpected argument: %s", argv[optind]));
+		return (say_usage("unexpected argument: %s", argv[optind]));
 	return (check_opts(o, &g));
 }
 
+/*
+ * Keys.
+ */
+
 /* Everything a session needs, from the options; exit status or 0. */
 static int
-setup_keys(const struct opts *o, struct keys *k, const char *host,
+setup_keys(const struct opts *o, struct trust_keys *k, const char *host,
     const char *port)
 {
 
@@ -2651,24 +319,22 @@ setup_keys(const struct opts *o, struct keys *k, const char *host,
 		return (0);
 	if (o->peer != NULL && proto_key_decode(k->peer, o->peer,
 	    strlen(o->peer)) != 0)
-		return (usage_error("--peer: not a public key (44 base64 "
+		return (say_usage("--peer: not a public key (44 base64 "
 		    "characters): %s", o->peer));
 	k->has_peer = o->peer != NULL;
 	if (o->psk != NULL) {
 		if ((k->psk = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-			warnx0("sodium_malloc: %s", strerror(errno));
+			say_error("sodium_malloc: %s", strerror(errno));
 			return (EXIT_RUNTIME);
 		}
-		if (load_key(o->psk, 0, k->psk, "pre-shared key") != 0)
+		if (trust_load_key(o->psk, 0, k->psk, "pre-shared key") != 0)
 			return (EXIT_RUNTIME);
 	}
 	if (o->allow != NULL) {
-		struct allow_ctx a = { k, o->allow };
-
-		if (for_each_line(o->allow, allow_line, &a, 0) != 0)
+		if (trust_read_allow(k, o->allow) != 0)
 			return (EXIT_RUNTIME);
 		if (k->nallow == 0) {
-			warnx0("%s: no keys listed: no peer could connect",
+			say_error("%s: no keys listed: no peer could connect",
 			    o->allow);
 			return (EXIT_RUNTIME);
 		}
@@ -2676,23 +342,305 @@ setup_keys(const struct opts *o, struct keys *k, const char *host,
 	if (o->connect != NULL) {
 		if (o->known != NULL)
 			snprintf(k->known, sizeof(k->known), "%s", o->known);
-		else if (config_dir(k->known, sizeof(k->known) - 12) != 0)
+		else if (trust_config_dir(k->known, sizeof(k->known) - 12) != 0)
 			return (EXIT_RUNTIME);
 		else
 			strcat(k->known, "/known_peers");
-		if (!k->has_peer &&
-		    for_each_line(k->known, known_line, k, 1) != 0)
+		if (!k->has_peer && trust_read_known(k) != 0)
 			return (EXIT_RUNTIME);
 	}
 	/* Last, as a missing default identity is created only later. */
 	if ((k->s = sodium_malloc(PROTO_KEYBYTES)) == NULL) {
-		warnx0("sodium_malloc: %s", strerror(errno));
+		say_error("sodium_malloc: %s", strerror(errno));
 		return (EXIT_RUNTIME);
 	}
-	if (load_identity(o->identity, k) != 0)
+	if (trust_load_identity(o->identity, k) != 0)
 		return (EXIT_RUNTIME);
 	return (0);
 }
+
+/*
+ * A session from handshake to end.
+ */
+
+/* A connector's first contact: the listener's key, to be recorded. */
+struct first_contact {
+	const struct trust_keys *k;
+	uint8_t rs[PROTO_KEYBYTES];
+};
+
+/*
+ * The session's first-packet callback: the listener's first packet has
+ * proved the session (and any PSK), so a first contact's key goes into
+ * known_peers now.  Return 0, or EXIT_RUNTIME with the message in why.
+ */
+static int
+record_peer(void *arg, char *why, size_t whylen)
+{
+	const struct first_contact *fc = arg;
+	const struct trust_keys *k = fc->k;
+
+	if (trust_known_add(k->known, k->hostport, fc->rs) != 0) {
+		snprintf(why, whylen, "%s: cannot record the peer's key: %s",
+		    k->known, strerror(errno));
+		return (EXIT_RUNTIME);
+	}
+	say_status(0, "First contact with %s: its key is now recorded in %s",
+	    k->hostport, k->known);
+	return (0);
+}
+
+static void
+trace_step(void *arg, const char *what, const uint8_t *buf, size_t len)
+{
+	char *h;
+
+	(void)arg;
+	if (buf == NULL) {
+		say_status(2, "[trace] %s", what);
+		return;
+	}
+	if ((h = malloc(2 * len + 1)) == NULL)
+		return;
+	say_hex(h, buf, len);
+	say_status(2, "[trace]   %s = %s", what, h);
+	sodium_memzero(h, 2 * len + 1);
+	free(h);
+}
+
+/*
+ * Report why the handshake failed with rc, in the words of the step it
+ * failed at, and return the exit status.
+ */
+static int
+handshake_failed(int rc, const struct proto_hs *hs, const struct opts *o,
+    const struct trust_keys *k, const char *peer)
+{
+	int connector = o->connect != NULL;
+	/* The step at which we wait for the peer's first message. */
+	int silent = proto_hs_step(hs) == (o->classic == connector ? 0 : 1);
+	const char *why = proto_strerror(rc), *hint = "";
+
+	if (rc == PROTO_EEOF || rc == PROTO_ETRUNC || (rc == PROTO_EERRNO &&
+	    (errno == ECONNRESET || errno == EPIPE))) {
+		/* The peer refused the handshake, or someone cut it. */
+		why = "the connection closed during the handshake";
+		if (silent)
+			why = "the peer closed the connection without a word";
+		if (!o->classic && connector)
+			hint = " (does the listener want a --psk, or speak "
+			    "--classic?)";
+		else if (!o->classic && !silent)
+			hint = " (the connector refused our key, or its --psk "
+			    "differs)";
+		say_error("handshake with %s failed: %s%s", peer, why, hint);
+		return (EXIT_SECURITY);
+	}
+	if (rc == PROTO_ETIMEOUT && silent)
+		hint = " waiting for the peer's first message (is one side "
+		    "using --classic?)";
+	else if ((rc == PROTO_EBADMSG || rc == PROTO_EBADTAG) && !o->classic) {
+		if (!connector && silent)
+			hint = " (one side uses --psk and the other does not, "
+			    "or the peer speaks --classic?)";
+		else if (k->psk != NULL)
+			hint = " (a different --psk on each side, or tampering)";
+		else if (connector && silent)
+			hint = " (does the listener want a --psk, or speak "
+			    "--classic?)";
+	}
+	say_error("handshake with %s failed: %s%s", peer, why, hint);
+	return (say_exit_for(rc));
+}
+
+/*
+ * Tell the user who is at the other end, have a first contact recorded
+ * (into fc) once the session proves it, and set the label of the peer's
+ * lines.  Return 0 or an exit status.
+ */
+static int
+report_peer(struct session_conf *c, struct first_contact *fc,
+    const struct opts *o, struct trust_keys *k, const struct proto_hs *hs,
+    const struct trust_verify *v, const uint8_t *name, size_t namelen)
+{
+	char b64[PROTO_B64LEN + 1], code[PROTO_CODELEN + 1];
+	char shown[4 * PROTO_NAMEMAX + 1], sec[2 * PROTO_KEYBYTES + 1];
+	const uint8_t *rs = proto_hs_remote_static(hs);
+
+	snprintf(c->label, sizeof(c->label), c->initiator ? "[server]" :
+	    "[client]");
+	if (o->classic) {
+		say_hex(sec, proto_hs_hash(hs), PROTO_KEYBYTES);
+		say_status(0, "Shared secret (hex) -> %s", sec);
+		sodium_memzero(sec, sizeof(sec));
+		return (0);
+	}
+	if (v->first_contact) {
+		fc->k = k;
+		memcpy(fc->rs, rs, PROTO_KEYBYTES);
+		c->first_packet = record_peer;
+		c->first_arg = fc;
+	}
+	proto_key_encode(b64, rs);
+	shown[term_sanitize(shown, name, namelen)] = '\0';
+	say_status(0, "Peer key: %s%s%s%s", b64, namelen > 0 ? " (\"" : "",
+	    shown, namelen > 0 ? "\")" : "");
+	proto_session_code(code, proto_hs_hash(hs));
+	say_status(0, "Session code: %s  (the same on both screens: no one in "
+	    "the middle)", code);
+	if (namelen > 0)
+		snprintf(c->label, sizeof(c->label), "[%s]", shown);
+	return (0);
+}
+
+/*
+ * Run the handshake on c->sock, then give c its ciphers, its label and
+ * any first contact to record (kept in fc).  peer names the other end in
+ * messages.  Return 0 or an exit status, after reporting.
+ */
+static int
+handshake(struct session_conf *c, struct first_contact *fc,
+    const struct opts *o, struct trust_keys *k, const char *peer)
+{
+	struct proto_hs_params hp;
+	struct proto_hs *hs;
+	struct trust_verify v;
+	uint8_t name[PROTO_NAMEMAX];
+	size_t namelen = 0;
+	int rc;
+
+	memset(&hp, 0, sizeof(hp));
+	hp.initiator = c->initiator;
+	hp.classic = o->classic;
+	hp.s = k->s;
+	hp.psk = k->psk;
+	if (say_verbosity() >= 2) {
+		hp.trace = trace_step;
+		say_status(2, "[trace] WARNING: this trace shows secret keys; "
+		    "never share it");
+	}
+	if ((hs = proto_hs_new(&hp)) == NULL) {
+		say_error("proto_hs_new: %s", strerror(errno));
+		return (EXIT_RUNTIME);
+	}
+	memset(&v, 0, sizeof(v));
+	v.k = k;
+	v.initiator = c->initiator;
+	rc = proto_handshake(c->sock, hs, (const uint8_t *)o->name,
+	    o->name != NULL ? strlen(o->name) : 0, name, &namelen,
+	    proto_now_ms() + (int64_t)o->wait * 1000,
+	    o->classic ? NULL : trust_verify_peer, &v);
+	if (rc == PROTO_EREJECT) {
+		say_error("%s: %s", peer, v.why);
+		rc = EXIT_SECURITY;
+	} else if (rc != 0)
+		rc = handshake_failed(rc, hs, o, k, peer);
+	else if ((rc = proto_hs_split(hs, &c->tx, &c->rx)) != 0) {
+		say_error("%s", proto_strerror(rc));
+		rc = EXIT_RUNTIME;
+	} else
+		rc = report_peer(c, fc, o, k, hs, &v, name, namelen);
+	proto_hs_free(hs);
+	return (rc);
+}
+
+/*
+ * Run the handshake and then the session on the connected socket fd.
+ * Return the exit status, after reporting any failure.
+ */
+static int
+serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer)
+{
+	struct session_conf c;
+	struct first_contact fc;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	memset(&fc, 0, sizeof(fc));
+	c.sock = fd;
+	c.classic = o->classic;
+	/* A chat needs a screen too: "-l PORT > file" at a shell is a pipe. */
+	c.typed = isatty(STDIN_FILENO);
+	c.chat = c.typed && isatty(STDOUT_FILENO);
+	c.initiator = o->connect != NULL;
+	c.verbose = say_verbosity();
+	net_nodelay(fd);
+
+	rc = handshake(&c, &fc, o, k, peer);
+	/* Without -k no other handshake will need our secrets. */
+	if (!o->keep) {
+		sodium_free(k->s);
+		sodium_free(k->psk);
+		k->s = k->psk = NULL;
+	}
+	if (rc == 0)
+		rc = session_run(&c);
+	proto_cipher_free(c.tx);
+	proto_cipher_free(c.rx);
+	return (rc);
+}
+
+/*
+ * The two roles.
+ */
+
+/*
+ * The listener: accept connections and serve each in turn, only the
+ * first without -k, and none after a signal has ended a session.  Return
+ * the last exit status.
+ */
+static int
+run_listener(const struct opts *o, struct trust_keys *k, const char *host,
+    const char *port)
+{
+	char peer[NET_ADDRLEN];
+	int lfd, fd, rc;
+
+	if ((lfd = net_listen(host, port, o->family)) == -1)
+		return (EXIT_RUNTIME);
+	if (trust_identity_create(k) != 0) {
+		close(lfd);
+		return (EXIT_RUNTIME);
+	}
+	for (;;) {
+		if ((fd = net_accept(lfd, peer, sizeof(peer))) == -1) {
+			close(lfd);
+			return (EXIT_RUNTIME);
+		}
+		say_status(0, "Client %s connected", peer);
+		rc = serve(fd, o, k, peer);
+		close(fd);
+		if (!o->keep || session_signal() != 0)
+			break;
+		say_status(1, "Listening for the next peer.");
+	}
+	close(lfd);
+	return (rc);
+}
+
+/* The connector: connect within -w seconds and serve that connection. */
+static int
+run_connector(const struct opts *o, struct trust_keys *k, const char *host,
+    const char *port)
+{
+	int fd, rc;
+
+	if ((fd = net_connect(host, port, o->family,
+	    proto_now_ms() + (int64_t)o->wait * 1000)) == -1)
+		return (EXIT_RUNTIME);
+	say_status(0, "Connected to %s", k->hostport);
+	if (trust_identity_create(k) != 0) {
+		close(fd);
+		return (EXIT_RUNTIME);
+	}
+	rc = serve(fd, o, k, k->hostport);
+	close(fd);
+	return (rc);
+}
+
+/*
+ * The process.
+ */
 
 /*
  * Make sure descriptors 0 to 2 are open: otherwise the socket could become
@@ -2729,7 +677,7 @@ int
 main(int argc, char **argv)
 {
 	struct opts o;
-	struct keys k;
+	struct trust_keys k;
 	char hbuf[256], pbuf[8];
 	const char *host = NULL;
 	int rc;
@@ -2740,31 +688,30 @@ main(int argc, char **argv)
 	(void)signal(SIGPIPE, SIG_IGN);
 	if ((rc = parse_opts(argc, argv, &o)) != 0)
 		return (rc);
-	verbosity = o.verbose;
+	say_set_verbosity(o.verbose);
 	if (sodium_init() < 0) {
-		warnx0("cannot initialise libsodium");
+		say_error("cannot initialise libsodium");
 		return (EXIT_RUNTIME);
 	}
 	if (o.keygen)
-		return (keygen(o.keyfile));
+		return (trust_keygen(o.keyfile));
 	if (o.pubkey)
-		return (pubkey(o.keyfile));
+		return (trust_pubkey(o.keyfile));
 	if (!crypto_aead_aes256gcm_is_available()) {
-		warnx0("this CPU has no AES-NI (hardware AES): libsodium's "
+		say_error("this CPU has no AES-NI (hardware AES): libsodium's "
 		    "AES-256-GCM cannot run here");
 		return (EXIT_RUNTIME);
 	}
-	if (parse_hostport(o.listen != NULL ? o.listen : o.connect,
+	if (net_parse_hostport(o.listen != NULL ? o.listen : o.connect,
 	    o.listen != NULL, hbuf, sizeof(hbuf), pbuf, sizeof(pbuf),
 	    &host) != 0)
 		return (EXIT_USAGE);
 
 	memset(&k, 0, sizeof(k));
 	if ((rc = setup_keys(&o, &k, host, pbuf)) == 0) {
-		if (pipe2(wakefd, O_CLOEXEC | O_NONBLOCK) == -1) {
-			warnx0("pipe: %s", strerror(errno));
+		if (session_init() != 0)
 			rc = EXIT_RUNTIME;
-		} else if (o.listen != NULL)
+		else if (o.listen != NULL)
 			rc = run_listener(&o, &k, host, pbuf);
 		else
 			rc = run_connector(&o, &k, host, pbuf);

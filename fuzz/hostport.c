@@ -1,16 +1,12 @@
 /*
  * Fuzz target hostport: the input, with a NUL added, is the argument of
- * -l or -c, split by chat.c's parse_hostport() into the buffers main()
- * gives it, once as a listener would (-l) and once as a connector (-c).
- * chat.c keeps it static, so it is included here whole, its main()
- * renamed.  The usage errors it prints go to stderr (run.sh closes it
- * with -close_fd_mask=2).
+ * -l or -c, split by net.c's net_parse_hostport() into buffers the size
+ * that main() in chat.c gives it, once as a listener would (-l) and once
+ * as a connector (-c).  The usage errors it prints go to stderr (run.sh
+ * closes it with -close_fd_mask=2).
  */
 
-#define main x25519chat_main
-#include "../chat.c"
-#undef main
-
+#include "../net.h"
 #include "fuzz.h"
 
 int
@@ -26,8 +22,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(arg, data, size);
 	arg[size] = '\0';
 	for (listening = 0; listening < 2; listening++) {
-		if (parse_hostport(arg, listening, hbuf, sizeof(hbuf), pbuf,
-		    sizeof(pbuf), &host) != 0)
+		if (net_parse_hostport(arg, listening, hbuf, sizeof(hbuf),
+		    pbuf, sizeof(pbuf), &host) != 0)
 			continue;
 		fuzz_check(host == NULL || (host == hbuf && host[0] != '\0' &&
 		    strlen(host) < sizeof(hbuf)), "bad host");

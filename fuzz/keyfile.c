@@ -1,9 +1,10 @@
 /*
  * Fuzz target keyfile: the input is the contents of a key file (identity
- * or PSK), given whole to proto_keyfile_parse(), as chat.c's load_key()
- * does with what read_keyfile() read.  A key that parses must have been
- * written in its one canonical form: proto_key_encode() of the result
- * gives back the input's first 44 bytes.
+ * or PSK), given whole to proto_keyfile_parse(), as trust.c's
+ * trust_load_key() does with what read_keyfile() read.  A key that
+ * parses must have been written in its one canonical form:
+ * proto_key_encode() of the result gives back the input's first 44
+ * bytes.
  */
 
 #include "fuzz.h"

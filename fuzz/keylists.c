@@ -1,20 +1,18 @@
 /*
  * Fuzz target keylists: the input is the contents of a key list file,
- * read by the program's own parsers: chat.c's for_each_line() with
- * allow_line() (an --allow file) and with known_line() (a known_peers
- * file, looking for FUZZ_HOSTPORT), called just as setup_keys() calls
- * them.  chat.c keeps these static, so it is included here whole, its
- * main() renamed.  The input goes into a memory file opened again by its
- * /proc path each run; the error lines the parsers print go to stderr
- * (run.sh closes it with -close_fd_mask=2).
+ * read by the program's own parsers in trust.c: trust_read_allow() (an
+ * --allow file) and trust_read_known() (a known_peers file, looking for
+ * FUZZ_HOSTPORT), called just as setup_keys() in chat.c calls them.  The
+ * input goes into a memory file opened again by its /proc path each run;
+ * the error lines the parsers print go to stderr (run.sh closes it with
+ * -close_fd_mask=2).
  */
-
-#define main x25519chat_main
-#include "../chat.c"
-#undef main
 
 #include <sys/mman.h>
 
+#include <unistd.h>
+
+#include "../trust.h"
 #include "fuzz.h"
 
 static char path[64];
@@ -38,8 +36,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct keys k;
-	struct allow_ctx a;
+	struct trust_keys k;
 
 	if (ftruncate(memfd, 0) != 0 ||
 	    pwrite(memfd, data, size, 0) != (ssize_t)size) {
@@ -50,10 +47,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&k, 0, sizeof(k));
 	snprintf(k.hostport, sizeof(k.hostport), "%s", FUZZ_HOSTPORT);
 	snprintf(k.known, sizeof(k.known), "%s", path);
-	a.k = &k;
-	a.path = path;
-	(void)for_each_line(path, allow_line, &a, 0);
-	(void)for_each_line(k.known, known_line, &k, 1);
+	(void)trust_read_allow(&k, path);
+	(void)trust_read_known(&k);
 	free(k.allow);
 	free(k.known_keys);
 	return (0);

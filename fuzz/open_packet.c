@@ -3,7 +3,7 @@
  * cipher, classic (FUZZ_CLASSIC) or a default one in AESGCM or ChaChaPoly
  * (FUZZ_CHACHA), keyed with the fixed transport key and fresh (counter 0);
  * the rest is one whole transport packet, length prefix included.  It goes
- * through the receiver's steps as the session takes them: proto_open_len()
+ * through the receiver's steps as session.c takes them: proto_open_len()
  * on the prefix, then proto_open() on the packet, then for a default
  * packet proto_ends_recv() on its type and body, with the order of the
  * session where the first byte puts it (FUZZ_CONNECT: we are the
