@@ -51,6 +51,8 @@
 #include "session.h"
 
 #define DEFAULT_WAIT	10
+#define DEFAULT_KEEPALIVE	60
+#define MIN_KEEPALIVE	30
 
 static const char usage_text[] =
 "usage: x25519chat -l [HOST:]PORT [-k] [options]\n"
@@ -71,6 +73,9 @@ static const char usage_text[] =
 "  --known-peers FILE keys of listeners seen before (connector)\n"
 "  --allow FILE       accept only the keys listed in FILE (listener)\n"
 "  --psk FILE         require this pre-shared key too\n"
+"  --cipher NAME      use only this cipher: aesgcm or chachapoly\n"
+"  --keepalive SECS   end the session after SECS of silence from the peer\n"
+"                     (default 60, at least 30; 0: never)\n"
 "  -h, --help         show this help;  -V, --version  show the version\n";
 
 struct opts {
@@ -87,6 +92,8 @@ struct opts {
 	const char *known;	/* --known-peers */
 	const char *allow;	/* --allow */
 	const char *psk;	/* --psk */
+	int suites;		/* PROTO_OFFER_* bits we may use (--cipher) */
+	int keepalive;		/* --keepalive SECS */
 	int keygen, pubkey;	/* --keygen, --pubkey */
 	const char *keyfile;	/* operand of --keygen / --pubkey */
 };
@@ -134,12 +141,14 @@ valid_name(const char *name)
 
 enum {
 	OPT_CLASSIC = 256, OPT_KEYGEN, OPT_PUBKEY, OPT_PEER, OPT_KNOWN,
-	OPT_ALLOW, OPT_PSK
+	OPT_ALLOW, OPT_PSK, OPT_CIPHER, OPT_KEEPALIVE
 };
 
 /* The options as given, before they are checked against each other. */
 struct given {
 	const char *wait;
+	const char *cipher;
+	const char *keepalive;
 	int v4, v6, quiet;
 };
 
@@ -155,6 +164,8 @@ scan_opts(int argc, char **argv, struct opts *o, struct given *g)
 		{ "known-peers", required_argument, NULL, OPT_KNOWN },
 		{ "allow", required_argument, NULL, OPT_ALLOW },
 		{ "psk", required_argument, NULL, OPT_PSK },
+		{ "cipher", required_argument, NULL, OPT_CIPHER },
+		{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -176,6 +187,12 @@ scan_opts(int argc, char **argv, struct opts *o, struct given *g)
 			break;
 		case OPT_ALLOW: rc = once(&o->allow, optarg, "--allow"); break;
 		case OPT_PSK: rc = once(&o->psk, optarg, "--psk"); break;
+		case OPT_CIPHER:
+			rc = once(&g->cipher, optarg, "--cipher");
+			break;
+		case OPT_KEEPALIVE:
+			rc = once(&g->keepalive, optarg, "--keepalive");
+			break;
 		case 'k': rc = flag(&o->keep, "-k"); break;
 		case '4': rc = flag(&g->v4, "-4"); break;
 		case '6': rc = flag(&g->v6, "-6"); break;
@@ -218,7 +235,7 @@ check_keyfile_opts(int argc, char **argv, struct opts *o,
 		return (say_usage("--keygen and --pubkey cannot be combined"));
 	if (o->listen || o->connect || o->classic || o->keep || g->wait ||
 	    o->identity || o->name || o->peer || o->known || o->allow ||
-	    o->psk || g->v4 || g->v6)
+	    o->psk || g->cipher || g->keepalive || g->v4 || g->v6)
 		return (say_usage("%s takes no other options", mode));
 	if (argc - optind > 1)
 		return (say_usage("unexpected argument: %s",
@@ -253,6 +270,10 @@ check_opts(struct opts *o, const struct given *g)
 	if (o->classic && bad != NULL)
 		return (say_usage("%s cannot be used with --classic: the "
 		    "original protocol has no keys to check", bad));
+	if (o->classic && (g->cipher != NULL || g->keepalive != NULL))
+		return (say_usage("%s cannot be used with --classic: the "
+		    "original protocol has one cipher and no keepalive",
+		    g->cipher != NULL ? "--cipher" : "--keepalive"));
 	if (o->name != NULL && !valid_name(o->name))
 		return (say_usage("-n: a name is at most %d bytes of "
 		    "printable UTF-8", PROTO_NAMEMAX));
@@ -264,6 +285,25 @@ check_opts(struct opts *o, const struct given *g)
 			return (say_usage("-w: %s: expected seconds from 1 "
 			    "to 86400", g->wait));
 		o->wait = (int)v;
+	}
+	if (g->keepalive != NULL) {
+		errno = 0;
+		v = strtol(g->keepalive, &end, 10);
+		if (!isdigit((unsigned char)g->keepalive[0]) || *end != '\0' ||
+		    errno != 0 || (v != 0 && v < MIN_KEEPALIVE) || v > 86400)
+			return (say_usage("--keepalive: %s: expected 0 (no "
+			    "limit) or seconds from %d to 86400", g->keepalive,
+			    MIN_KEEPALIVE));
+		o->keepalive = (int)v;
+	}
+	if (g->cipher != NULL) {
+		if (strcmp(g->cipher, "aesgcm") == 0)
+			o->suites = PROTO_OFFER_AESGCM;
+		else if (strcmp(g->cipher, "chachapoly") == 0)
+			o->suites = PROTO_OFFER_CHACHAPOLY;
+		else
+			return (say_usage("--cipher: %s: expected aesgcm or "
+			    "chachapoly", g->cipher));
 	}
 	return (0);
 }
@@ -277,6 +317,8 @@ parse_opts(int argc, char **argv, struct opts *o)
 	memset(o, 0, sizeof(*o));
 	memset(&g, 0, sizeof(g));
 	o->wait = DEFAULT_WAIT;
+	o->keepalive = DEFAULT_KEEPALIVE;
+	o->suites = PROTO_OFFER_AESGCM | PROTO_OFFER_CHACHAPOLY;
 	if ((rc = scan_opts(argc, argv, o, &g)) != 0)
 		return (rc);
 	if (g.v4 && g.v6)
@@ -390,9 +432,12 @@ record_peer(void *arg, char *why, size_t whylen)
 	return (0);
 }
 
+/* -vv: each step of the handshake, a public key also as its key text. */
 static void
-trace_step(void *arg, const char *what, const uint8_t *buf, size_t len)
+trace_step(void *arg, const char *what, const uint8_t *buf, size_t len,
+    int pubkey)
 {
+	char b64[PROTO_B64LEN + 1];
 	char *h;
 
 	(void)arg;
@@ -403,9 +448,106 @@ trace_step(void *arg, const char *what, const uint8_t *buf, size_t len)
 	if ((h = malloc(2 * len + 1)) == NULL)
 		return;
 	say_hex(h, buf, len);
-	say_status(2, "[trace]   %s = %s", what, h);
+	if (pubkey && len == PROTO_KEYBYTES) {
+		proto_key_encode(b64, buf);
+		say_status(2, "[trace]   %s = %s (%s)", what, h, b64);
+	} else
+		say_status(2, "[trace]   %s = %s", what, h);
 	sodium_memzero(h, 2 * len + 1);
 	free(h);
+}
+
+/* Was rc the connection closing under us? */
+static int
+closed_under(int rc)
+{
+
+	return (rc == PROTO_EEOF || rc == PROTO_ETRUNC || (rc == PROTO_EERRNO &&
+	    (errno == ECONNRESET || errno == EPIPE)));
+}
+
+/* Why a listener refused a connector's hello, in the listener's words. */
+static const char *
+refused_why(const struct proto_hello *h)
+{
+
+	switch (h->reason) {
+	case PROTO_REFUSE_VERSION:
+		return ("it speaks another version of the protocol");
+	case PROTO_REFUSE_CIPHER:
+		return ("it offers no cipher we may use");
+	case PROTO_REFUSE_NEEDPSK:
+		return ("it has no pre-shared key, and we require one");
+	case PROTO_REFUSE_NOPSK:
+		return ("it offered a pre-shared key, and we have none");
+	case PROTO_REFUSE_BUSY:
+		return ("we are busy");
+	default:
+		return ("it asked for a mode we do not know");
+	}
+}
+
+/*
+ * Report why the hello with peer failed with rc, and return the exit
+ * status.  A refusal is only a hint, as nothing authenticates it; it is
+ * worth the words all the same.
+ */
+static int
+hello_failed(int rc, const struct proto_hello *h, int connector,
+    const char *peer)
+{
+
+	if (rc == PROTO_EREFUSED && connector) {
+		say_error("%s refused the connection: %s", peer,
+		    proto_refusal_text(h->reason));
+		return (h->reason == PROTO_REFUSE_BUSY ? EXIT_RUNTIME :
+		    EXIT_SECURITY);
+	}
+	if (rc == PROTO_EREFUSED) {
+		say_error("refused %s: %s", peer, refused_why(h));
+		return (EXIT_SECURITY);
+	}
+	if (closed_under(rc))
+		say_error("handshake with %s failed: the %s closed the "
+		    "connection without a word", peer, connector ? "listener" :
+		    "peer");
+	else
+		say_error("handshake with %s failed: %s", peer,
+		    proto_strerror(rc));
+	return (closed_under(rc) ? EXIT_SECURITY : say_exit_for(rc));
+}
+
+/*
+ * The hello: offer our suites (the connector) or choose one (the
+ * listener), before any cryptography.  Return 0 with the agreed suite in
+ * h->choice, or an exit status after reporting.
+ */
+static int
+hello(int sock, int connector, struct proto_hello *h, const struct opts *o,
+    const struct trust_keys *k, const char *peer, int64_t deadline)
+{
+	int suites = o->suites & proto_suites_available(), rc;
+
+	if (connector) {
+		(void)proto_hello_offer(h, suites, k->psk != NULL ?
+		    PROTO_MODE_PSK : PROTO_MODE_XX);
+		trace_step(NULL, "hello: frame 1 (version, suites, mode)",
+		    h->f1, h->f1len, 0);
+		rc = proto_hello_connect(sock, h, deadline);
+	} else {
+		rc = proto_hello_accept(sock, h, suites, k->psk != NULL, 0,
+		    deadline);
+		if (h->f1len > 0)
+			trace_step(NULL, "hello: frame 1 (version, suites, mode)",
+			    h->f1, h->f1len, 0);
+	}
+	if (h->f2len > 0)
+		trace_step(NULL, "hello: frame 2 (choice, or 0 and a reason)",
+		    h->f2, h->f2len, 0);
+	if (rc != 0)
+		return (hello_failed(rc, h, connector, peer));
+	say_status(1, "Cipher: %s", proto_suite_name(h->choice));
+	return (0);
 }
 
 /*
@@ -413,41 +555,24 @@ trace_step(void *arg, const char *what, const uint8_t *buf, size_t len)
  * failed at, and return the exit status.
  */
 static int
-handshake_failed(int rc, const struct proto_hs *hs, const struct opts *o,
+handshake_failed(int rc, const struct proto_hs *hs, int connector,
     const struct trust_keys *k, const char *peer)
 {
-	int connector = o->connect != NULL;
-	/* The step at which we wait for the peer's first message. */
-	int silent = proto_hs_step(hs) == (o->classic == connector ? 0 : 1);
 	const char *why = proto_strerror(rc), *hint = "";
 
-	if (rc == PROTO_EEOF || rc == PROTO_ETRUNC || (rc == PROTO_EERRNO &&
-	    (errno == ECONNRESET || errno == EPIPE))) {
+	if (closed_under(rc)) {
 		/* The peer refused the handshake, or someone cut it. */
 		why = "the connection closed during the handshake";
-		if (silent)
-			why = "the peer closed the connection without a word";
-		if (!o->classic && connector)
-			hint = " (does the listener want a --psk, or speak "
-			    "--classic?)";
-		else if (!o->classic && !silent)
-			hint = " (the connector refused our key, or its --psk "
-			    "differs)";
+		if (!connector && proto_hs_step(hs) == 2)
+			hint = " (the connector refused our key?)";
 		say_error("handshake with %s failed: %s%s", peer, why, hint);
 		return (EXIT_SECURITY);
 	}
-	if (rc == PROTO_ETIMEOUT && silent)
-		hint = " waiting for the peer's first message (is one side "
-		    "using --classic?)";
-	else if ((rc == PROTO_EBADMSG || rc == PROTO_EBADTAG) && !o->classic) {
-		if (!connector && silent)
-			hint = " (one side uses --psk and the other does not, "
-			    "or the peer speaks --classic?)";
-		else if (k->psk != NULL)
+	if (rc == PROTO_EBADTAG || rc == PROTO_EBADMSG) {
+		if (k->psk != NULL && !connector && proto_hs_step(hs) == 2)
 			hint = " (a different --psk on each side, or tampering)";
-		else if (connector && silent)
-			hint = " (does the listener want a --psk, or speak "
-			    "--classic?)";
+		else if (rc == PROTO_EBADTAG)
+			hint = " (the connection was tampered with)";
 	}
 	say_error("handshake with %s failed: %s%s", peer, why, hint);
 	return (say_exit_for(rc));
@@ -470,9 +595,12 @@ report_peer(struct session_conf *c, struct first_contact *fc,
 	snprintf(c->label, sizeof(c->label), c->initiator ? "[server]" :
 	    "[client]");
 	if (o->classic) {
-		say_hex(sec, proto_hs_hash(hs), PROTO_KEYBYTES);
-		say_status(0, "Shared secret (hex) -> %s", sec);
-		sodium_memzero(sec, sizeof(sec));
+		/* A secret on the screen is for learning: -v asks for it. */
+		if (say_verbosity() >= 1) {
+			say_hex(sec, proto_hs_hash(hs), PROTO_KEYBYTES);
+			say_status(1, "Shared secret (hex) -> %s", sec);
+			sodium_memzero(sec, sizeof(sec));
+		}
 		return (0);
 	}
 	if (v->first_contact) {
@@ -485,24 +613,31 @@ report_peer(struct session_conf *c, struct first_contact *fc,
 	shown[term_sanitize(shown, name, namelen)] = '\0';
 	say_status(0, "Peer key: %s%s%s%s", b64, namelen > 0 ? " (\"" : "",
 	    shown, namelen > 0 ? "\")" : "");
-	proto_session_code(code, proto_hs_hash(hs));
-	say_status(0, "Session code: %s  (the same on both screens: no one in "
-	    "the middle)", code);
+	/* 65537 hashes are worth it only for a code someone reads. */
+	if (say_verbosity() >= 0) {
+		proto_session_code(code, proto_hs_h2(hs));
+		say_status(0, "Session code: %s  Compare this code with your "
+		    "peer's: if it differs, someone is in the middle.", code);
+	}
 	if (namelen > 0)
 		snprintf(c->label, sizeof(c->label), "[%s]", shown);
 	return (0);
 }
 
 /*
- * Run the handshake on c->sock, then give c its ciphers, its label and
- * any first contact to record (kept in fc).  peer names the other end in
- * messages.  Return 0 or an exit status, after reporting.
+ * Run the hello and the handshake on c->sock, then give c its ciphers,
+ * its label and any first contact to record (kept in fc).  peer names
+ * the other end in messages.  Return 0 or an exit status, after
+ * reporting.
  */
 static int
 handshake(struct session_conf *c, struct first_contact *fc,
     const struct opts *o, struct trust_keys *k, const char *peer)
 {
+	uint8_t prologue[PROTO_PROLOGUEMAX];
+	int64_t deadline = proto_now_ms() + (int64_t)o->wait * 1000;
 	struct proto_hs_params hp;
+	struct proto_hello h;
 	struct proto_hs *hs;
 	struct trust_verify v;
 	uint8_t name[PROTO_NAMEMAX];
@@ -510,15 +645,23 @@ handshake(struct session_conf *c, struct first_contact *fc,
 	int rc;
 
 	memset(&hp, 0, sizeof(hp));
-	hp.initiator = c->initiator;
-	hp.classic = o->classic;
-	hp.s = k->s;
-	hp.psk = k->psk;
 	if (say_verbosity() >= 2) {
 		hp.trace = trace_step;
 		say_status(2, "[trace] WARNING: this trace shows secret keys; "
 		    "never share it");
 	}
+	hp.suite = PROTO_CLASSIC;
+	if (!o->classic) {
+		if ((rc = hello(c->sock, c->initiator, &h, o, k, peer,
+		    deadline)) != 0)
+			return (rc);
+		hp.suite = h.choice;
+		hp.prologuelen = proto_hello_prologue(&h, prologue);
+		hp.prologue = prologue;
+	}
+	hp.initiator = c->initiator;
+	hp.s = k->s;
+	hp.psk = k->psk;
 	if ((hs = proto_hs_new(&hp)) == NULL) {
 		say_error("proto_hs_new: %s", strerror(errno));
 		return (EXIT_RUNTIME);
@@ -527,14 +670,13 @@ handshake(struct session_conf *c, struct first_contact *fc,
 	v.k = k;
 	v.initiator = c->initiator;
 	rc = proto_handshake(c->sock, hs, (const uint8_t *)o->name,
-	    o->name != NULL ? strlen(o->name) : 0, name, &namelen,
-	    proto_now_ms() + (int64_t)o->wait * 1000,
+	    o->name != NULL ? strlen(o->name) : 0, name, &namelen, deadline,
 	    o->classic ? NULL : trust_verify_peer, &v);
 	if (rc == PROTO_EREJECT) {
 		say_error("%s: %s", peer, v.why);
 		rc = EXIT_SECURITY;
 	} else if (rc != 0)
-		rc = handshake_failed(rc, hs, o, k, peer);
+		rc = handshake_failed(rc, hs, c->initiator, k, peer);
 	else if ((rc = proto_hs_split(hs, &c->tx, &c->rx)) != 0) {
 		say_error("%s", proto_strerror(rc));
 		rc = EXIT_RUNTIME;
@@ -564,6 +706,8 @@ serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer)
 	c.chat = c.typed && isatty(STDOUT_FILENO);
 	c.initiator = o->connect != NULL;
 	c.verbose = say_verbosity();
+	c.keepalive = o->keepalive;
+	c.keep_out = o->keep;
 	net_nodelay(fd);
 
 	rc = handshake(&c, &fc, o, k, peer);
@@ -697,9 +841,12 @@ main(int argc, char **argv)
 		return (trust_keygen(o.keyfile));
 	if (o.pubkey)
 		return (trust_pubkey(o.keyfile));
-	if (!crypto_aead_aes256gcm_is_available()) {
-		say_error("this CPU has no AES-NI (hardware AES): libsodium's "
-		    "AES-256-GCM cannot run here");
+	/* Without hardware AES, libsodium has no AES-256-GCM. */
+	if (!crypto_aead_aes256gcm_is_available() &&
+	    (o.classic || o.suites == PROTO_OFFER_AESGCM)) {
+		say_error("%s needs hardware AES (AES-NI), which this CPU "
+		    "lacks%s", o.classic ? "--classic" : "--cipher aesgcm",
+		    o.classic ? "" : ": leave out --cipher");
 		return (EXIT_RUNTIME);
 	}
 	if (net_parse_hostport(o.listen != NULL ? o.listen : o.connect,

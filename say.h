@@ -21,6 +21,7 @@
 #define EXIT_USAGE	2
 #define EXIT_SECURITY	3
 #define EXIT_CUT	4
+#define EXIT_PEER	5	/* the peer reported a failure (ERROR) */
 
 #define PROG		"x25519chat"
 

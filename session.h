@@ -4,9 +4,10 @@
 /*
  * A session after its handshake: one sender thread (stdin, or the line
  * editor in a chat, sealed onto the socket) and one receiver thread (the
- * socket opened onto stdout, or shown above the prompt line), the DATA,
- * CLOSE and REKEY packets both roles share, the signals that end a
- * session, and the exit status it comes to.
+ * socket opened onto stdout, or shown above the prompt line); the packets
+ * of both protocols and, in x25519chat/2, the order in which a session
+ * ends (CLOSE, ACK, ERROR), PING and the keepalive limit, REKEY; the
+ * signals that end a session; and the exit status it comes to.
  *
  * This room must not parse options or record trust: what it needs comes
  * in a struct session_conf, and the one thing its caller must do during
@@ -32,7 +33,10 @@ struct session_conf {
 	int initiator;		/* we connected; the listener accepted */
 	int chat;		/* stdin and stdout are terminals */
 	int typed;		/* stdin is a terminal (chat or not) */
-	int verbose;		/* 2 or more: a trace line per packet */
+	int verbose;		/* 1: rekeys; 2 or more: a trace line per packet */
+	int keepalive;		/* seconds of silence that end the session;
+				 * 0: no limit */
+	int keep_out;		/* leave stdout open at the end (-k) */
 	struct proto_cipher *tx;	/* our direction */
 	struct proto_cipher *rx;	/* the peer's direction */
 	char label[4 * PROTO_NAMEMAX + 3];	/* "[name]", shown safely */
@@ -43,8 +47,8 @@ struct session_conf {
 /*
  * session_init(void):
  * Prepare what sessions share, once before the first: the pipe through
- * which signals and the main thread wake the sender.  Return 0, or -1
- * after reporting.
+ * which a signal wakes the thread that watches a session.  Return 0, or
+ * -1 after reporting.
  */
 int session_init(void);
 
@@ -52,11 +56,14 @@ int session_init(void);
  * session_run(c):
  * Run the session c describes until both directions have ended, or a
  * failure or a signal ends it; a listener first sends the empty DATA
- * packet that tells the connector it was accepted.  While it runs,
- * SIGINT, SIGTERM, SIGQUIT and SIGHUP (unless ignored) end it, a chat
- * once our CLOSE is out, and a chat has the terminal in raw mode.  The
- * ciphers stay the caller's to free; the socket stays open.  Return the
- * exit status, after reporting any failure.
+ * packet that tells the connector it was accepted.  In x25519chat/2 it
+ * ends cleanly only once each side has sent CLOSE and had it acknowledged;
+ * a failure of ours goes to the peer as an ERROR, and the peer's ERROR is
+ * reported.  While it runs, SIGINT, SIGTERM, SIGQUIT and SIGHUP (unless
+ * ignored) end it, a chat once our CLOSE is out, and a chat has the
+ * terminal in raw mode.  The ciphers stay the caller's to free; the
+ * socket stays open.  Return the exit status, after reporting any
+ * failure.
  */
 int session_run(const struct session_conf *c);
 

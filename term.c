@@ -292,6 +292,45 @@ term_show(const char *label, const uint8_t *text, size_t len)
 	free(out);
 }
 
+/*
+ * term_show_stream(ts, label, data, len, flush):
+ * Show the len bytes of data that continue the stream ts as term_show()
+ * does, one line at a time: a line waits in ts until its newline comes or
+ * it is TERM_SHOWMAX bytes long, or until flush is set (data may then be
+ * NULL and len 0).  ts starts zeroed; its held bytes are wiped when shown.
+ */
+void
+term_show_stream(struct term_stream *ts, const char *label,
+    const uint8_t *data, size_t len, int flush)
+{
+	size_t take;
+	const uint8_t *nl;
+
+	while (len > 0) {
+		nl = memchr(data, '\n', len);
+		take = nl != NULL ? (size_t)(nl - data) : len;
+		if (take > TERM_SHOWMAX - ts->nheld)
+			take = TERM_SHOWMAX - ts->nheld;
+		memcpy(ts->held + ts->nheld, data, take);
+		ts->nheld += take;
+		data += take;
+		len -= take;
+		if (len > 0 && *data == '\n') {
+			data++;
+			len--;
+		} else if (ts->nheld < TERM_SHOWMAX)
+			continue;
+		term_show(label, ts->held, ts->nheld);
+		sodium_memzero(ts->held, ts->nheld);
+		ts->nheld = 0;
+	}
+	if (flush && ts->nheld > 0) {
+		term_show(label, ts->held, ts->nheld);
+		sodium_memzero(ts->held, ts->nheld);
+		ts->nheld = 0;
+	}
+}
+
 /* Apply one typed byte that edits the line (not Enter or Ctrl-D). Locked. */
 static void
 term_edit(uint8_t b)

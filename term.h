@@ -71,6 +71,23 @@ void term_restore(void);
  */
 void term_show(const char *label, const uint8_t *text, size_t len);
 
+/* A received byte stream, shown a line at a time. */
+#define TERM_SHOWMAX	4096	/* the longest line shown at once */
+struct term_stream {
+	uint8_t held[TERM_SHOWMAX];	/* a line waiting for its end */
+	size_t nheld;
+};
+
+/*
+ * term_show_stream(ts, label, data, len, flush):
+ * Show the len bytes of data that continue the stream ts as term_show()
+ * does, one line at a time: a line waits in ts until its newline comes or
+ * it is TERM_SHOWMAX bytes long, or until flush is set (data may then be
+ * NULL and len 0).  ts starts zeroed; its held bytes are wiped when shown.
+ */
+void term_show_stream(struct term_stream *ts, const char *label,
+    const uint8_t *data, size_t len, int flush);
+
 /*
  * A finished line for term_input()'s caller: len bytes at line, not
  * NUL-terminated, valid only during the call.  Return 0 to go on, or
