@@ -203,14 +203,14 @@ proto_refusal_text(int reason)
 {
 	static const char *const text[] = {
 		NULL,
-		"it does not speak this version of the protocol",
-		"it has no cipher in common with us",
-		"it requires a pre-shared key (--psk)",
-		"it has no pre-shared key, and we offered one",
-		"it is busy",
-		"it does not know the mode we asked for",
-		"it requires a short code",
-		"it has no short code",
+		"the listener does not speak this version of the protocol",
+		"the listener has no cipher in common with us",
+		"the listener requires a pre-shared key (--psk)",
+		"the listener has no pre-shared key (leave out --psk)",
+		"the listener is busy",
+		"the listener does not know the mode we asked for",
+		"the listener requires a short code",
+		"the listener has no short code",
 		"this short code was already used",
 	};
 
