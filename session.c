@@ -267,7 +267,9 @@ transmit(struct session *s, const uint8_t *buf, size_t len)
 	 * ERROR): its report, if it makes one, comes first. */
 	err = errno;
 	pthread_mutex_lock(&s->mu);
-	if (s->txcode == 0) {
+	/* Once the watcher shuts the socket, a failed write is its doing;
+	 * an ACK that failed then is still missing from ack_written. */
+	if (s->txcode == 0 && !s->ending) {
 		s->txcode = EXIT_RUNTIME;
 		snprintf(s->txmsg, sizeof(s->txmsg), "send: %s%s",
 		    strerror(err), err == EPIPE || err == ECONNRESET ?
