@@ -290,6 +290,24 @@ rekey_due(const struct session *s)
 }
 
 /*
+ * Move c, one of our two directions, to its next key, and say so (with
+ * -v) in the words done.  0 or -1 (recorded).
+ */
+static int
+rekey_cipher(struct session *s, struct proto_cipher *c, const char *done)
+{
+	int rc;
+
+	if ((rc = proto_cipher_rekey(c)) != 0) {
+		session_fail(s, EXIT_RUNTIME, "cannot rekey: %s",
+		    proto_strerror(rc));
+		return (-1);
+	}
+	say_status(1, "%s", done);
+	return (0);
+}
+
+/*
  * Send REKEY and move to the next key.  Packets sealed earlier must have
  * been written first.
  */
@@ -297,18 +315,11 @@ static int
 rekey(struct session *s)
 {
 	uint8_t pkt[PROTO_HDRBYTES + 1];
-	int rc;
 
 	pkt[PROTO_HDRBYTES] = PROTO_REKEY;
 	if (seal(s, pkt, 1) != 0 || transmit(s, pkt, sizeof(pkt)) != 0)
 		return (-1);
-	if ((rc = proto_cipher_rekey(s->c.tx)) != 0) {
-		session_fail(s, EXIT_RUNTIME, "cannot rekey: %s",
-		    proto_strerror(rc));
-		return (-1);
-	}
-	say_status(1, "Rekeyed the sending direction.");
-	return (0);
+	return (rekey_cipher(s, s->c.tx, "Rekeyed the sending direction."));
 }
 
 /*
@@ -1039,13 +1050,8 @@ take(struct receiver *r, uint64_t n, const uint8_t *pt, size_t ptlen)
 	case PROTO_CLOSE:
 		return (peer_closed(r));
 	case PROTO_REKEY:
-		if ((rc = proto_cipher_rekey(s->c.rx)) != 0) {
-			session_fail(s, EXIT_RUNTIME, "cannot rekey: %s",
-			    proto_strerror(rc));
-			return (-1);
-		}
-		say_status(1, "Peer rekeyed its sending direction.");
-		return (0);
+		return (rekey_cipher(s, s->c.rx,
+		    "Peer rekeyed its sending direction."));
 	case PROTO_ACK:
 		poke(s->notify[1]);
 		return (0);
