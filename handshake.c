@@ -312,14 +312,17 @@ mix_key_and_hash(struct proto_hs *hs, const uint8_t *ikm, size_t len)
 
 /*
  * EncryptAndHash: out receives len (+ 16 once keyed) bytes, ciphertext
- * then tag, as Noise lays them out.
+ * then tag, as Noise lays them out.  The trace shows the plaintext as
+ * ptname and what goes out as ctname, either NULL for none, before h.
  */
 static int
 encrypt_and_hash(struct proto_hs *hs, const uint8_t *in, size_t len,
-    uint8_t *out, size_t *outlen)
+    uint8_t *out, size_t *outlen, const char *ptname, const char *ctname)
 {
 	int rc;
 
+	if (ptname != NULL)
+		trace(hs, ptname, in, len);
 	if (!hs->has_k) {
 		memmove(out, in, len);
 		*outlen = len;
@@ -331,17 +334,27 @@ encrypt_and_hash(struct proto_hs *hs, const uint8_t *in, size_t len,
 			return (rc);
 		*outlen = len + PROTO_TAGBYTES;
 	}
+	if (ctname != NULL)
+		trace(hs, ctname, out, *outlen);
 	mix_hash(hs, out, *outlen);
 	return (0);
 }
 
-/* DecryptAndHash: out receives len (- 16 once keyed) bytes. */
+/*
+ * DecryptAndHash: out receives len (- 16 once keyed) bytes.  The trace
+ * shows what came in as ctname and the plaintext as ptname (a public key
+ * if pub), either NULL for none, before h: in the order the writer's
+ * trace shows them.
+ */
 static int
 decrypt_and_hash(struct proto_hs *hs, const uint8_t *in, size_t len,
-    uint8_t *out, size_t *outlen)
+    uint8_t *out, size_t *outlen, const char *ctname, const char *ptname,
+    int pub)
 {
 	int rc;
 
+	if (ctname != NULL)
+		trace(hs, ctname, in, len);
 	if (!hs->has_k) {
 		memmove(out, in, len);
 		*outlen = len;
@@ -355,6 +368,10 @@ decrypt_and_hash(struct proto_hs *hs, const uint8_t *in, size_t len,
 			return (rc);
 		*outlen = len - PROTO_TAGBYTES;
 	}
+	if (ptname != NULL && pub && *outlen == PROTO_KEYBYTES)
+		trace_pub(hs, ptname, out);
+	else if (ptname != NULL)
+		trace(hs, ptname, out, *outlen);
 	mix_hash(hs, in, len);
 	return (0);
 }
@@ -519,9 +536,8 @@ tok_s_write(struct proto_hs *hs, uint8_t *msg, size_t *off)
 	int rc;
 
 	if ((rc = encrypt_and_hash(hs, hs->spub, PROTO_KEYBYTES, msg + *off,
-	    &n)) != 0)
+	    &n, NULL, "s (as sent)")) != 0)
 		return (rc);
-	trace(hs, "s (as sent)", msg + *off, n);
 	*off += n;
 	return (0);
 }
@@ -535,12 +551,11 @@ tok_s_read(struct proto_hs *hs, const uint8_t *msg, size_t len, size_t *off)
 
 	if (len - *off < need)
 		return (PROTO_EBADMSG);
-	trace(hs, "s (as received)", msg + *off, need);
-	if ((rc = decrypt_and_hash(hs, msg + *off, need, hs->rs, &n)) != 0)
+	if ((rc = decrypt_and_hash(hs, msg + *off, need, hs->rs, &n,
+	    "s (as received)", "rs", 1)) != 0)
 		return (rc);
 	*off += need;
 	hs->has_rs = 1;
-	trace_pub(hs, "rs", hs->rs);
 	return (0);
 }
 
@@ -619,8 +634,8 @@ noise_write(struct proto_hs *hs, const uint8_t *payload, size_t plen,
 		}
 		break;
 	}
-	trace(hs, "payload", payload, plen);
-	if ((rc = encrypt_and_hash(hs, payload, plen, msg + off, &n)) != 0)
+	if ((rc = encrypt_and_hash(hs, payload, plen, msg + off, &n, "payload",
+	    NULL)) != 0)
 		return (rc);
 	*msglen = off + n;
 	if (hs->step == 1)
@@ -638,13 +653,11 @@ noise_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 	switch (hs->step) {
 	case 0:
 		trace(hs, "-> e", NULL, 0);
-		trace(hs, "message received", msg, msglen);
 		if ((rc = tok_e_read(hs, msg, msglen, &off)) != 0)
 			return (rc);
 		break;
 	case 1:
 		trace(hs, "<- e, ee, s, es", NULL, 0);
-		trace(hs, "message received", msg, msglen);
 		if ((rc = tok_e_read(hs, msg, msglen, &off)) != 0 ||
 		    (rc = tok_dh(hs, "ee")) != 0 ||
 		    (rc = tok_s_read(hs, msg, msglen, &off)) != 0 ||
@@ -653,7 +666,6 @@ noise_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 		break;
 	default:
 		trace(hs, hs->has_psk ? "-> s, se, psk" : "-> s, se", NULL, 0);
-		trace(hs, "message received", msg, msglen);
 		if ((rc = tok_s_read(hs, msg, msglen, &off)) != 0 ||
 		    (rc = tok_dh(hs, "se")) != 0)
 			return (rc);
@@ -664,9 +676,8 @@ noise_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 		break;
 	}
 	if ((rc = decrypt_and_hash(hs, msg + off, msglen - off, payload,
-	    plen)) != 0)
+	    plen, NULL, "payload", 0)) != 0)
 		return (rc);
-	trace(hs, "payload", payload, *plen);
 	if (hs->step == 1)
 		keep_h2(hs);
 	return (0);
@@ -733,7 +744,6 @@ proto_hs_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 	if (hs->classic) {
 		trace(hs, hs->initiator ? "<- e (raw 32 bytes)" :
 		    "-> e (raw 32 bytes)", NULL, 0);
-		trace(hs, "message received", msg, msglen);
 		if (msglen != PROTO_KEYBYTES)
 			rc = PROTO_EBADMSG;
 		else {
@@ -744,6 +754,10 @@ proto_hs_read(struct proto_hs *hs, const uint8_t *msg, size_t msglen,
 		}
 	} else
 		rc = noise_read(hs, msg, msglen, payload, plen);
+	/* Last, as the writer shows the message it sent: in a failure too,
+	 * which it helps to understand. */
+	trace(hs, rc == 0 ? "message received" : "message received, and "
+	    "refused", msg, msglen);
 	if (rc != 0) {
 		hs->failed = 1;
 		*plen = 0;
