@@ -15,9 +15,14 @@ measured in one run under the same conditions, and printed as one table.
   process, BENCH_HANDSHAKES times (default 31); the median.
 - CPU seconds and peak RSS of the two processes of each tool (for spiped,
   its two tunnel ends), from wait4().
-- The AEAD alone: how fast libsodium's AES-256-GCM seals and opens 64 KiB
-  packets on one core (bench/aead.c), beside OpenSSL's (openssl speed),
-  and the CPU time those rates put under any bulk transfer of ours.
+- Both suites: x25519chat forced to --cipher chachapoly beside socat TLS
+  1.3 forced (through an OpenSSL configuration file) to
+  TLS_CHACHA20_POLY1305_SHA256; the cipher each TLS run used is read from
+  socat's log, not assumed.
+- The AEADs alone: how fast libsodium's AES-256-GCM and ChaCha20-Poly1305
+  seal and open 64 KiB packets on one core (bench/aead.c), beside
+  OpenSSL's (openssl speed), and the CPU time those rates put under any
+  bulk transfer of ours.
 
 Only ratios measured in the same run mean anything on a shared machine."""
 
@@ -149,6 +154,27 @@ def arrived(check):
 # Each tool: (name, receiver argv, sender argv, extra processes), built
 # for a port.  The receiver writes to stdout, the sender reads stdin.
 
+CHACHA_CONF = """openssl_conf = default_conf
+[default_conf]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+Ciphersuites = TLS_CHACHA20_POLY1305_SHA256
+"""
+
+
+def tls_env(name):
+    """The environment of socat for a TLS row: ChaCha20 alone for the
+    ChaCha20 row, OpenSSL's own choice otherwise."""
+    if "ChaCha20" not in name:
+        return ENV
+    conf = os.path.join(WORK, "chacha.cnf")
+    with open(conf, "w") as f:
+        f.write(CHACHA_CONF)
+    return dict(ENV, OPENSSL_CONF=conf)
+
+
 def tls_files():
     pem = os.path.join(WORK, "tls.pem")
     if not os.path.exists(pem):
@@ -183,10 +209,12 @@ def run_bulk(tool):
               "STDOUT"]
         tx = ["socat", "-b262144", "-u", "STDIN", "TCP:127.0.0.1:%d" % p]
         ready = p
-    elif name == "socat TLS 1.3":
+    elif name.startswith("socat TLS 1.3"):
         pem = tls_files()
-        rx = ["socat", "-b262144", "-u", "OPENSSL-LISTEN:%d,reuseaddr,cert=%s,"
-              "verify=0,min-version=TLS1.3" % (p, pem), "STDOUT"]
+        # -d -d: socat logs the cipher suite the two ends agreed on.
+        rx = ["socat", "-d", "-d", "-b262144", "-u",
+              "OPENSSL-LISTEN:%d,reuseaddr,cert=%s,verify=0,"
+              "min-version=TLS1.3" % (p, pem), "STDOUT"]
         tx = ["socat", "-b262144", "-u", "STDIN",
               "OPENSSL:127.0.0.1:%d,verify=0,min-version=TLS1.3" % p]
         ready = p
@@ -209,13 +237,15 @@ def run_bulk(tool):
                   "[127.0.0.1]:%d" % p2, "-k", key]]
         ready = p3
     else:
-        flags = ["--classic"] if "classic" in name else []
-        rx = [BIN, "-l", "127.0.0.1:%d" % p] + flags
+        flags = name.split()[1:]
+        rx = [BIN, "-q", "-l", "127.0.0.1:%d" % p] + flags
         tx = [BIN, "-q", "-c", "127.0.0.1:%d" % p] + flags
-        ready = r"Server listening on"
+        ready = p
+    env = tls_env(name)
     with open(err, "w") as e:
         out, check = sink()
-        recv = Child(rx, stdin=subprocess.DEVNULL, stdout=out, stderr=e)
+        recv = Child(rx, stdin=subprocess.DEVNULL, stdout=out, stderr=e,
+                     env=env)
         os.close(out)
         ends = [Child(argv, stdin=subprocess.DEVNULL,
                       stdout=subprocess.DEVNULL, stderr=e) for argv in extra]
@@ -227,7 +257,7 @@ def run_bulk(tool):
         with open(source(), "rb") as src:
             start = time.monotonic()
             send = Child(tx, stdin=src, stdout=subprocess.DEVNULL,
-                         stderr=e)
+                         stderr=e, env=env)
             send.wait()
             recv.wait()
             got = arrived(check)
@@ -236,6 +266,13 @@ def run_bulk(tool):
             c.p.terminate()
             c.wait()
         ok = got == SIZE and send.rc == 0 and recv.rc == 0
+    if name.startswith("socat TLS 1.3"):
+        with open(err) as f:
+            m = re.search(r"SSL connection using (\S+)", f.read())
+        SUITES.add(m.group(1) if m else "an unknown suite")
+        if m is None or ("ChaCha20" in name) != ("CHACHA20" in m.group(1)):
+            raise SystemExit("bench: %s used %s" % (
+                name, m.group(1) if m else "an unknown suite"))
     if not ok:
         sys.stderr.write("bench: %s: %d of %d bytes arrived intact; sender "
                          "%s, receiver %s: %s\n" % (
@@ -244,8 +281,10 @@ def run_bulk(tool):
     return took, got, ([send, recv] if not ends else ends)
 
 
-TOOLS = ["x25519chat", "x25519chat --classic", "plain TCP", "socat TLS 1.3",
-         "ncat --ssl", "spiped"]
+TOOLS = ["x25519chat", "x25519chat --cipher chachapoly",
+         "x25519chat --classic", "plain TCP", "socat TLS 1.3",
+         "socat TLS 1.3 ChaCha20", "ncat --ssl", "spiped"]
+SUITES = set()          # what the TLS runs really used
 
 
 def bulk():
@@ -388,9 +427,9 @@ def echo_once(name):
                   "min-version=TLS1.3" % p]
             ready = p
         else:
-            rx = [BIN, "-l", "127.0.0.1:%d" % p]
+            rx = [BIN, "-q", "-l", "127.0.0.1:%d" % p]
             tx = [BIN, "-q", "-c", "127.0.0.1:%d" % p]
-            ready = r"Server listening on"
+            ready = p
         recv = Child(rx, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                      stderr=e)
         if not wait_listening(ready, err):
@@ -429,17 +468,25 @@ def handshakes():
     return {n: statistics.median(v) if v else None for n, v in times.items()}
 
 
-def aead_rates():
-    """MB/s on one core for 64 KiB: (libsodium seal, libsodium open,
-    OpenSSL seal)."""
-    out = subprocess.run([os.path.join(TOP, "bench", "aead")],
-                         capture_output=True, check=True, text=True).stdout
-    seal, open_ = (float(x) for x in out.split())
-    out = subprocess.run(["openssl", "speed", "-mr", "-evp", "aes-256-gcm",
+def openssl_rate(evp, label):
+    """MB/s of OpenSSL's evp cipher on one core for 64 KiB, 0 if unknown."""
+    out = subprocess.run(["openssl", "speed", "-mr", "-evp", evp,
                           "-bytes", "65536", "-seconds", "1"],
                          capture_output=True, text=True).stdout
-    m = re.search(r"^\+F:\d+:AES-256-GCM:([\d.]+)", out, re.M)
-    return seal, open_, float(m.group(1)) / 1e6 if m else 0.0
+    m = re.search(r"^\+F:\d+:%s:([\d.]+)" % re.escape(label), out, re.M)
+    return float(m.group(1)) / 1e6 if m else 0.0
+
+
+def aead_rates():
+    """MB/s on one core for 64 KiB: {suite: (libsodium seal, libsodium
+    open, OpenSSL seal)}."""
+    out = subprocess.run([os.path.join(TOP, "bench", "aead")],
+                         capture_output=True, check=True, text=True).stdout
+    r = [float(x) for x in out.split()]
+    return {"AES-256-GCM": (r[0], r[1], openssl_rate("aes-256-gcm",
+                                                     "AES-256-GCM")),
+            "ChaCha20-Poly1305": (r[2], r[3], openssl_rate(
+                "chacha20-poly1305", "ChaCha20-Poly1305"))}
 
 
 def machine():
@@ -481,15 +528,21 @@ def main():
             t, mbs, mbs / ours if ours else 0, cpu, rss,
             "yes" if got == SIZE else "NO: %.2f%% lost" % (
                 100.0 * (SIZE - got) / SIZE)))
-    seal, open_, ossl = aead_rates()
-    floor = SIZE / 1e6 / seal + SIZE / 1e6 / open_
     print()
-    print("AES-256-GCM on one core, 64 KiB packets: libsodium seals %.0f MB/s "
-          "and opens %.0f MB/s; OpenSSL seals %.0f MB/s." % (seal, open_,
-                                                            ossl))
-    print("At those rates libsodium's AEAD alone takes %.2f CPU s of the "
-          "%.2f that x25519chat's two ends used; plain TCP's whole transfer "
-          "took %.2f." % (floor, med["x25519chat"][1], med["plain TCP"][1]))
+    print("TLS cipher suites the socat runs used: %s" % ", ".join(
+        sorted(SUITES)))
+    rows = {"AES-256-GCM": "x25519chat",
+            "ChaCha20-Poly1305": "x25519chat --cipher chachapoly"}
+    for suite, (seal, open_, ossl) in aead_rates().items():
+        if seal == 0:
+            continue
+        floor = SIZE / 1e6 / seal + SIZE / 1e6 / open_
+        print("%s on one core, 64 KiB packets: libsodium seals %.0f MB/s "
+              "and opens %.0f MB/s; OpenSSL seals %.0f MB/s.  At those rates "
+              "libsodium's AEAD alone takes %.2f CPU s of the %.2f that "
+              "%s's two ends used; plain TCP's whole transfer took %.2f." % (
+                  suite, seal, open_, ossl, floor, med[rows[suite]][1],
+                  rows[suite], med["plain TCP"][1]))
     rates = small_messages()
     shakes = handshakes()
     print()
@@ -504,11 +557,16 @@ def main():
         print("| %s | %s |" % (n, "%.1f" % (t * 1000) if t else "FAILED"))
     print()
     tcp, tls = med["plain TCP"][0], med["socat TLS 1.3"][0]
+    chacha = med["x25519chat --cipher chachapoly"][0]
+    tls_chacha = med["socat TLS 1.3 ChaCha20"][0]
     py = rates.get("Python original") or 0
-    print("targets: bulk %.2fx socat TLS (>= 1.15), %.2fx plain TCP "
+    print("targets: bulk %.2fx socat TLS (>= 1.15), ChaChaPoly %.2fx socat "
+          "TLS ChaCha20 (>= 0.9), %.2fx plain TCP "
           "(>= 0.75); small messages %.1fx the Python original (>= 10); "
           "handshake %.2fx plain TCP (<= 2); peak RSS %d KiB (<= 4096)" % (
-              ours / tls if tls else 0, ours / tcp if tcp else 0,
+              ours / tls if tls else 0,
+              chacha / tls_chacha if tls_chacha else 0,
+              ours / tcp if tcp else 0,
               rates["x25519chat --classic"] / py if py else 0,
               shakes["x25519chat"] / shakes["plain TCP"]
               if shakes["x25519chat"] and shakes["plain TCP"] else 0,
