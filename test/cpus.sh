@@ -35,6 +35,15 @@ failed=0
 runs=0
 pids=""
 tmp=$(mktemp -d) || exit 1
+# The command lines below are kept as strings and split at spaces.
+case $tmp in
+*[[:space:]]*)
+	echo "FAIL: temporary directory: $tmp has a space; set TMPDIR"
+	echo "0 passed, 1 failed"
+	rmdir "$tmp"
+	exit 1
+	;;
+esac
 
 pass() {
 	echo "PASS: $1"
@@ -129,11 +138,11 @@ tools() {
 	# The arm64 libsodium comes from the arm64 archive.
 	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 		echo "x25519chat: adding the arm64 architecture to dpkg" >&2
-		as_root dpkg --add-architecture arm64 &&
-		    as_root apt-get update -q >/dev/null || {
+		if ! as_root dpkg --add-architecture arm64 ||
+		    ! as_root apt-get update -q >/dev/null; then
 			echo "could not add the arm64 architecture"
 			return 1
-		}
+		fi
 	fi
 	sh test/deps.sh gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
 	    libsodium-dev:arm64 pkg-config >&2 || {
@@ -214,6 +223,7 @@ show() {
 # both exit 0, every byte arrives, both chose CIPHER and both show the
 # same session code.  LEMU and CEMU name the emulated side(s), whose
 # stderr is shown; "-" for a native side.
+# shellcheck disable=SC2086 # $lrun and $crun are split into words
 session() {
 	name=$1 lrun=$2 crun=$3 want=$4 lemu=$5 cemu=$6
 	runs=$((runs + 1))
@@ -294,6 +304,7 @@ session() {
 # refused NAME RUN ARGS: RUN with ARGS must stop at once, before any
 # connection: exit 1, nothing on stdout, one line on stderr that says
 # hardware AES is missing.
+# shellcheck disable=SC2086 # $run is split into words
 refused() {
 	name=$1 run=$2
 	shift 2
