@@ -77,9 +77,14 @@ cleanup() {
 		rm -rf "$tmp"
 	fi
 }
+interrupted() {
+	fail "interrupted" "signal $1"
+	echo "$passed passed, $failed failed"
+	exit $((128 + $2))
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'interrupted INT 2' INT
+trap 'interrupted TERM 15' TERM
 
 forget() {
 	pids=$(echo " $pids " | sed "s/ $1 / /; s/^ *//; s/ *$//")
