@@ -140,7 +140,9 @@ tools() {
 		    "compiler, arm64 libsodium and qemu-user by hand"
 		return 1
 	fi
-	# The arm64 libsodium comes from the arm64 archive.
+	# The arm64 libsodium comes from the arm64 archive.  (On Debian the
+	# same mirror serves it; Ubuntu serves arm64 from ports.ubuntu.com,
+	# which its sources must name before this can work.)
 	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 		echo "x25519chat: adding the arm64 architecture to dpkg" >&2
 		if ! as_root dpkg --add-architecture arm64 ||
