@@ -83,6 +83,14 @@ check-valgrind: check-deps
 	@$(MAKE) --no-print-directory test/unit
 	valgrind -q --leak-check=full --error-exitcode=1 ./test/unit test/vectors
 
+# On CPUs without AES-NI: an arm64 build under qemu-aarch64, and this build
+# under qemu-x86_64 -cpu Nehalem, each against this build (installs the
+# cross compiler, arm64 libsodium and qemu-user when missing).
+check-cpus: all
+	@sh test/cpus.sh
+
+.PHONY: check-cpus
+
 # Resource bounds at full size: 10 GiB through one session, 1,000 sessions.
 bounds: all check-deps
 	BOUNDS_GIB=10 BOUNDS_SESSIONS=1000 /usr/bin/python3 test/bounds.py
