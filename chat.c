@@ -844,9 +844,10 @@ main(int argc, char **argv)
 	/* Without hardware AES, libsodium has no AES-256-GCM. */
 	if (!crypto_aead_aes256gcm_is_available() &&
 	    (o.classic || o.suites == PROTO_OFFER_AESGCM)) {
-		say_error("%s needs hardware AES (AES-NI), which this CPU "
-		    "lacks%s", o.classic ? "--classic" : "--cipher aesgcm",
-		    o.classic ? "" : ": leave out --cipher");
+		say_error("%s needs AES-256-GCM, which libsodium runs only on "
+		    "x86 CPUs with AES-NI, and this CPU is not one%s",
+		    o.classic ? "--classic" : "--cipher aesgcm", o.classic ?
+		    "" : ": leave out --cipher");
 		return (EXIT_RUNTIME);
 	}
 	if (net_parse_hostport(o.listen != NULL ? o.listen : o.connect,
