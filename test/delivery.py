@@ -260,7 +260,8 @@ class Relay:
     control packets (29 bytes after the leading ones) and DATA bytes.
 
     limits: a direction given a number of units forwards that many and
-    then swallows everything, as a dead network would.  hold: a direction
+    then swallows everything, as a dead network would, noting the time
+    and length of each unit that falls in.  hold: a direction
     given a number of control packets keeps its packets back until that
     many have come, then sends them on in one piece.  The first end of
     either side (EOF or a reset) is passed on to the other, in kind,
@@ -272,7 +273,8 @@ class Relay:
         self.hold = hold or {}
         self.cond = threading.Condition()
         self.count = {d: {"units": 0, "controls": 0, "data": 0, "last": None,
-                          "released": False, "end": None} for d in LEADING}
+                          "released": False, "end": None, "swallowed": []}
+                      for d in LEADING}
         self.ended = False
         self.error = None
         self.srv = socket.socket()
@@ -323,10 +325,14 @@ class Relay:
                 end = None if chunk else "eof"
             except OSError:
                 chunk, end = b"", "reset"
-            if limit is not None and c["units"] >= limit:
-                continue            # a black hole
             units, buf = self._units(buf + chunk)
-            for unit in units:
+            for i, unit in enumerate(units):
+                if limit is not None and c["units"] >= limit:
+                    # A black hole, that notes what falls in.
+                    with self.cond:
+                        c["swallowed"] += [(time.monotonic(), len(u) - 4)
+                                           for u in units[i:]]
+                    break
                 with self.cond:
                     c["units"] += 1
                     packet = c["units"] > LEADING[d]
@@ -349,8 +355,6 @@ class Relay:
                 with self.cond:
                     c["last"] = time.monotonic()
                     self.cond.notify_all()
-                if limit is not None and c["units"] >= limit:
-                    break
         with self.cond:
             c["end"] = end
             first, self.ended = not self.ended, True
@@ -698,6 +702,21 @@ def keepalive_scenario(keys, side, results):
         results.append((
             title + ": the other side (default 60 s) is still waiting",
             still, "it had ended: %s" % other.said()))
+        # Neither side had anything to send: each PINGs after 15 s.
+        pings = []
+        for way in ("c->l", "l->c"):
+            c = relay.count[way]
+            first = c["swallowed"][0] if c["swallowed"] else None
+            pings.append("%s: %s" % (way, "nothing" if first is None else
+                                     "%d bytes after %.1f s" % (
+                                         first[1], first[0] - c["last"])))
+            if first is None or first[1] != CONTROL_LEN or \
+                    not 14.5 <= first[0] - c["last"] <= 17:
+                pings[-1] += " (wrong)"
+        results.append((
+            title + ": each side sends PING after 15 s of sending nothing",
+            not any(p.endswith("(wrong)") for p in pings),
+            "first packets into the silence: %s" % "; ".join(pings)))
     finally:
         for p in (lp, cp):
             if p is not None:
