@@ -25,11 +25,12 @@ there).  Every scenario runs a real listener and a real connector on
   slow     the receiver's stdout is a pipe nobody reads for 40 s, both
            with --keepalive 30: nobody times out, and all arrives.
 
-The first four run DELIVERY_REPS times each (default 20), one after the
-other; the last two once, in threads beside them.  After every run: a
-sender that exited 0 means the receiver exited 0 with all of it.  Each
-check is one line "PASS: what" or "FAIL: what: why", a repeated scenario
-reporting each of its checks once with the number of runs it held in.
+The first four run DELIVERY_REPS times each (default 20), in two lanes
+side by side (full; killed, normal and typed); the last two once, in
+threads beside the lanes.  After every run: a sender that exited 0
+means the receiver exited 0 with all of it.  Each check is one line
+"PASS: what" or "FAIL: what: why", a repeated scenario reporting each of
+its checks once with the number of runs it held in.
 """
 
 import fcntl
@@ -62,8 +63,23 @@ LEADING = {"c->l": 3, "l->c": 3}
 # REKEY) has a length of 12 + 16 + 1.
 CONTROL_LEN = 29
 
-# Every wait is cut short near this point, so the whole file stays bounded.
-DEADLINE = time.monotonic() + 85
+
+
+def sanitizer():
+    """The sanitizer x25519chat was built with, or None."""
+    with open(BIN, "rb") as f:
+        image = f.read()
+    for mark, name in ((b"__asan_init", "AddressSanitizer"),
+                       (b"__tsan_init", "ThreadSanitizer")):
+        if mark in image:
+            return name
+    return None
+
+
+# Every wait is cut short near this point, so the whole file stays
+# bounded: 85 s, twice that for a sanitizer build, which runs slower.
+BUDGET = 85 * (2 if sanitizer() else 1)
+DEADLINE = time.monotonic() + BUDGET
 procs = []
 procs_lock = threading.Lock()
 
@@ -78,11 +94,12 @@ def left(seconds):
 class Side:
     """One x25519chat, its stderr in a file; stdin and stdout as given."""
 
-    def __init__(self, args, home, stdin, stdout, cmd=None):
+    def __init__(self, args, home, stdin, stdout, cmd=None, env=None):
         self.errf = tempfile.TemporaryFile()
         self.p = subprocess.Popen((cmd or []) + [BIN] + list(args),
                                   stdin=stdin, stdout=stdout,
-                                  stderr=self.errf, env=home.env)
+                                  stderr=self.errf,
+                                  env=dict(home.env, **(env or {})))
         with procs_lock:
             procs.append(self.p)
         self.rc = None
@@ -155,10 +172,10 @@ class Keys:
         return path, r.stdout.decode().strip()
 
     def listener(self, args=(), stdin=subprocess.DEVNULL,
-                 stdout=subprocess.DEVNULL, cmd=None):
+                 stdout=subprocess.DEVNULL, cmd=None, env=None):
         """(listener, port); the port None if it never said."""
         lp = Side(["-l", "127.0.0.1:0"] + self.largs + list(args),
-                  self.lhome, stdin, stdout, cmd)
+                  self.lhome, stdin, stdout, cmd, env)
         return lp, wait_port(lp)
 
     def connector(self, port, args=(), stdin=subprocess.DEVNULL,
@@ -214,6 +231,7 @@ class Tally:
         self.runs = runs
         self.props = {}
         self.started = time.monotonic()
+        self.took = None
 
     def note(self, prop, ok, why=""):
         n, bad, first = self.props.get(prop, (0, 0, ""))
@@ -222,10 +240,16 @@ class Tally:
         self.props[prop] = (n + 1, bad + (not ok), first)
         return ok
 
-    def report(self):
+    def done(self):
+        """The runs are over: note how long they took."""
         if self.started is not None:
+            self.took = time.monotonic() - self.started
+        return self
+
+    def report(self):
+        if self.took is not None:
             sys.stderr.write("%s: %d runs in %.1f s\n" % (
-                self.title, self.runs, time.monotonic() - self.started))
+                self.title, self.runs, self.took))
         for prop, (n, bad, first) in self.props.items():
             what = "%s: %s (%d runs)" % (self.title, prop, self.runs)
             if bad:
@@ -506,7 +530,7 @@ def killed_run(tally, keys, data_path, data):
         read_close = re.search(r"^\[trace\] recv n=\d+ type=CLOSE ",
                                lp.err(), re.M) is not None
         # Time for an ACK that should not come.
-        relay.wait_for(lambda c: c["l->c"]["controls"] >= 2, 0.3)
+        relay.wait_for(lambda c: c["l->c"]["controls"] >= 2, 0.2)
         full = pipe_full(r)
         acks = relay.count["l->c"]["controls"] - 1
         lp.p.send_signal(signal.SIGKILL)
@@ -571,13 +595,17 @@ def typed_run(tally, keys, data_path, data, tmp, strace_log=None):
     out_path = os.path.join(tmp, "typed.out")
     master, slave = pty.openpty()
     try:
-        cmd = None
+        cmd = env = None
         if strace_log:
             cmd = ["strace", "-f", "-qq", "-o", strace_log, "-e",
                    "trace=accept,accept4,fsync,close,write,writev"]
+            # LeakSanitizer cannot run under ptrace: an ASan build's
+            # leak check would fail the exit status.
+            env = {"ASAN_OPTIONS": "detect_leaks=0"}
         with open(out_path, "wb") as out, tempfile.TemporaryFile() as cout, \
                 open(data_path, "rb") as cin:
-            lp, port = keys.listener(stdin=slave, stdout=out, cmd=cmd)
+            lp, port = keys.listener(stdin=slave, stdout=out, cmd=cmd,
+                                     env=env)
             if port is None:
                 lp.kill()
                 tally.note("the listener starts", False, lp.err())
@@ -688,17 +716,26 @@ def keepalive_scenario(keys, side, results):
                             False, "relay %r; listener %s; connector %s" % (
                                 relay.count, lp.err(), cp.err())))
             return
-        quiet.wait(45)
-        took = time.monotonic() - relay.count[d]["last"]
+        # When it gives up is when it says so: exiting may take longer (a
+        # sanitizer's checks at exit, a loaded machine).
+        gave_up = None
+        deadline = time.monotonic() + left(45)
+        while gave_up is None and time.monotonic() < deadline:
+            if "no word from the peer" in quiet.err() or not quiet.alive():
+                gave_up = time.monotonic()
+            else:
+                time.sleep(0.05)
         still = other.alive()
+        quiet.wait(15)
+        took = (gave_up or time.monotonic()) - relay.count[d]["last"]
         results.append((
             title + ": it exits 4, 'no word from the peer in 30 s'",
             one_error(quiet, 4, "no word from the peer in 30 s"),
             quiet.said()))
         results.append((
             title + ": after 29 to 31 s of silence",
-            quiet.rc is not None and 29 <= took <= 31,
-            "it ended %.1f s after the last byte reached it" % took))
+            gave_up is not None and 29 <= took <= 31,
+            "it gave up %.1f s after the last byte reached it" % took))
         results.append((
             title + ": the other side (default 60 s) is still waiting",
             still, "it had ended: %s" % other.said()))
@@ -782,10 +819,80 @@ def slow_scenario(keys, data_path, data, results):
 
 
 def in_thread(fn, *args):
+    """Run fn(*args, results) in a thread: (the thread, results)."""
     results = []
     t = threading.Thread(target=fn, args=args + (results,), daemon=True)
     t.start()
     return t, results
+
+
+# The repeated scenarios, in two lanes that run side by side: each puts
+# in results a Tally per scenario, or the line saying it did not run.
+
+def disk_lane(keys, mnt, why, files, results):
+    """The receiver's stdout full: a 1 MiB tmpfs, then /dev/full."""
+    big_path, big = files["big"]
+    fits_path, fits = files["fits"]
+    if mnt is None:
+        results.append("SKIP: full disk on a 1 MiB tmpfs: did not run "
+                       "(%s); nothing counted" % why)
+    else:
+        t = Tally("receiver's stdout on a full 1 MiB tmpfs, 1.5 MB sent",
+                  REPS)
+        # The near miss shows that the tmpfs works, and the lack of room
+        # fails: a few runs will do.
+        near = min(REPS, 5)
+        u = Tally("near miss: 700 kB into the same 1 MiB tmpfs", near)
+        u.started = None            # its runs alternate with t's
+        out = os.path.join(mnt, "out")
+        for i in range(REPS):
+            full_run(t, keys, big_path, big, out, True)
+            if i < near:
+                fits_run(u, keys, fits_path, fits, out)
+        results += [t.done(), u.done()]
+    if not os.path.exists("/dev/full"):
+        results.append("SKIP: stdout /dev/full: did not run (no "
+                       "/dev/full); nothing counted")
+        return
+    t = Tally("receiver's stdout /dev/full, 1.5 MB sent", REPS)
+    for _ in range(REPS):
+        full_run(t, keys, big_path, big, "/dev/full", False)
+    results.append(t.done())
+
+
+def ends_lane(keys, tmp, files, results):
+    """A receiver killed before its ACK, a normal transfer, a download
+    into a file from a terminal (once more under strace)."""
+    kill_path, kill_data = files["kill"]
+    norm_path, norm = files["norm"]
+    t = Tally("receiver killed after the sender's CLOSE, before its ACK",
+              REPS)
+    for _ in range(REPS):
+        killed_run(t, keys, kill_path, kill_data)
+    results.append(t.done())
+
+    t = Tally("a normal transfer of %d MB" % (len(norm) // 10**6), REPS)
+    for _ in range(REPS):
+        normal_run(t, keys, norm_path, norm, tmp)
+    results.append(t.done())
+
+    t = Tally("'-l PORT > file' with stdin a terminal, %d MB"
+              % (len(norm) // 10**6), REPS)
+    for _ in range(REPS):
+        typed_run(t, keys, norm_path, norm, tmp)
+    results.append(t.done())
+    if shutil.which("strace") is None:
+        results.append("SKIP: fsync and close before the ACK: did not run "
+                       "(no strace); nothing counted")
+        return
+    log = os.path.join(tmp, "strace.log")
+    t = Tally("'-l PORT > file' at a terminal, under strace", 1)
+    typed_run(t, keys, norm_path, norm, tmp, strace_log=log)
+    ok, why = fsync_order((file_bytes(log) or b"").decode("utf-8",
+                                                          "replace"))
+    t.note("fsync(1) and close(1) return 0 before the next packet (the "
+           "ACK) goes out", ok, why)
+    results.append(t.done())
 
 
 # The suite.
@@ -820,76 +927,32 @@ def main():
     threads = []
     try:
         keys = Keys()
-        big_path, big = data_file(tmp, "1.5MB", 1500000)
-        kill_path, kill_data = data_file(tmp, "32KiB", 32 << 10)
-        fits_path, fits = data_file(tmp, "700kB", 700000)
-        norm_path, norm = data_file(tmp, "4MB", 4000000)
+        files = {"big": data_file(tmp, "1.5MB", 1500000),
+                 "fits": data_file(tmp, "700kB", 700000),
+                 "kill": data_file(tmp, "32KiB", 32 << 10),
+                 "norm": data_file(tmp, "3MB", 3000000)}
         slow_path, slow = data_file(tmp, "16MiB", 16 * MIB)
+        mnt, why = mount_tmpfs(tmp)
 
         # The long waits first, in threads beside the rest.
         threads.append(in_thread(keepalive_scenario, keys, "connector"))
         threads.append(in_thread(keepalive_scenario, keys, "listener"))
         threads.append(in_thread(slow_scenario, keys, slow_path, slow))
+        lanes = [in_thread(disk_lane, keys, mnt, why, files),
+                 in_thread(ends_lane, keys, tmp, files)]
 
-        mnt, why = mount_tmpfs(tmp)
-        if mnt is None:
-            print("SKIP: full disk on a 1 MiB tmpfs: did not run (%s); "
-                  "nothing counted" % why, flush=True)
-        else:
-            t = Tally("receiver's stdout on a full 1 MiB tmpfs, 1.5 MB "
-                      "sent", REPS)
-            u = Tally("near miss: 700 kB into the same 1 MiB tmpfs", REPS)
-            u.started = None        # its runs alternate with t's
-            out = os.path.join(mnt, "out")
-            for _ in range(REPS):
-                full_run(t, keys, big_path, big, out, True)
-                fits_run(u, keys, fits_path, fits, out)
-            t.report()
-            u.report()
-        if os.path.exists("/dev/full"):
-            t = Tally("receiver's stdout /dev/full, 1.5 MB sent", REPS)
-            for _ in range(REPS):
-                full_run(t, keys, big_path, big, "/dev/full", False)
-            t.report()
-        else:
-            print("SKIP: stdout /dev/full: did not run (no /dev/full); "
-                  "nothing counted", flush=True)
-
-        t = Tally("receiver killed after the sender's CLOSE, before its "
-                  "ACK", REPS)
-        for _ in range(REPS):
-            killed_run(t, keys, kill_path, kill_data)
-        t.report()
-
-        t = Tally("a normal transfer of 4 MB", REPS)
-        for _ in range(REPS):
-            normal_run(t, keys, norm_path, norm, tmp)
-        t.report()
-
-        t = Tally("'-l PORT > file' with stdin a terminal, 4 MB", REPS)
-        for _ in range(REPS):
-            typed_run(t, keys, norm_path, norm, tmp)
-        t.report()
-        if shutil.which("strace") is None:
-            print("SKIP: fsync and close before the ACK: did not run (no "
-                  "strace); nothing counted", flush=True)
-        else:
-            log = os.path.join(tmp, "strace.log")
-            t = Tally("'-l PORT > file' at a terminal, under strace", 1)
-            typed_run(t, keys, norm_path, norm, tmp, strace_log=log)
-            ok, why = fsync_order(file_bytes(log).decode("utf-8",
-                                                         "replace"))
-            t.note("fsync(1) and close(1) return 0 before the next packet "
-                   "(the ACK) goes out", ok, why)
-            t.report()
-
-        for th, results in threads:
-            th.join(left(60))
+        for th, results in lanes + threads:
+            th.join(left(80))
             if th.is_alive():
-                check("a scenario in a thread ends in time", False,
+                check("a lane of scenarios ends in time", False,
                       "still running")
-            for what, ok, why in results:
-                check(what, ok, why)
+            for r in list(results):
+                if isinstance(r, str):
+                    print(r, flush=True)
+                elif isinstance(r, Tally):
+                    r.report()
+                else:
+                    check(*r)
     finally:
         with procs_lock:
             for p in procs:
@@ -901,8 +964,9 @@ def main():
         if keys is not None:
             keys.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
-    sys.stderr.write("delivery suite took %.1fs\n"
-                     % (time.monotonic() - started))
+    sys.stderr.write("delivery suite took %.1fs (budget %d s%s)\n" % (
+        time.monotonic() - started, BUDGET,
+        ", built with %s" % sanitizer() if sanitizer() else ""))
     finish()
 
 
