@@ -1,7 +1,9 @@
 """Resource bounds and memory hygiene of whole sessions.
 
 - One full session, both processes under valgrind --leak-check=full:
-  no error and no leak.
+  no error and no leak.  The same for a session that fails: the
+  receiver's stdout is /dev/full, so it sends ERROR and exits 1, and the
+  sender exits 5.
 - A long transfer: the resident memory of both processes stays flat (and
   under 4 MiB) from the first second to the last byte.
 - Many sequential sessions on one -k listener: it ends with the same file
@@ -18,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -94,6 +97,58 @@ def valgrind_session():
     check(what, ok, "listener %s, connector %s; %s" % (
         lrc, crc, (lp.err() + (cp.err() if cp else ""))[-600:]))
     lin.close()
+    cin.close()
+    hl.cleanup()
+    hc.cleanup()
+
+
+def valgrind_peer_failure():
+    """The ERROR path under valgrind: a receiver whose writes fail, and
+    the sender that hears of it."""
+    what = ("a failing session under valgrind (receiver's stdout "
+            "/dev/full: exit 1, sender 5): no error, no leak, both ends")
+    valgrind = shutil.which("valgrind")
+    if sanitizer() is not None:
+        sys.stderr.write("not run (valgrind cannot run a sanitizer build): "
+                         "%s\n" % what)
+        return
+    if valgrind is None:
+        check(what, False, "valgrind is not installed")
+        return
+    cmd = [valgrind, "-q", "--leak-check=full", "--errors-for-leak-kinds=all",
+           "--error-exitcode=99", BIN]
+    hl, hc = Home(), Home()
+    cin = stdin_with(hc, os.urandom(1500000))
+    full = open("/dev/full", "wb")
+    errf = tempfile.TemporaryFile()
+    lp = subprocess.Popen(cmd + ["-l", "127.0.0.1:0"], env=hl.env,
+                          stdin=subprocess.DEVNULL, stdout=full, stderr=errf)
+
+    def lerr():
+        errf.seek(0)
+        return errf.read().decode("utf-8", "replace")
+    port = None
+    deadline = time.monotonic() + 30
+    while port is None and time.monotonic() < deadline and lp.poll() is None:
+        m = LISTENING.search(lerr())
+        port = int(m.group(2)) if m else None
+        time.sleep(0.05)
+    cp = Proc(["-c", "127.0.0.1:%d" % port, "-w", "30"], hc, stdin=cin,
+              cmd=cmd) if port else None
+    crc = cp.wait(60) if cp else None
+    try:
+        lrc = lp.wait(60)
+    except subprocess.TimeoutExpired:
+        lp.kill()
+        lrc = lp.wait()
+    err = lerr() + (cp.err() if cp else "")
+    ok = (port is not None and lrc == 1 and crc == 5 and
+          "x25519chat: write to stdout: No space left on device" in err and
+          "x25519chat: peer failed: write to stdout: No space left on "
+          "device" in err)
+    check(what, ok, "listener %s, connector %s; %s" % (lrc, crc, err[-600:]))
+    full.close()
+    errf.close()
     cin.close()
     hl.cleanup()
     hc.cleanup()
@@ -294,6 +349,7 @@ def signals_when_blocked():
 
 def main():
     valgrind_session()
+    valgrind_peer_failure()
     flat_memory()
     many_sessions()
     signals_when_blocked()

@@ -10,7 +10,8 @@ ciphertext".
 What the suite covers:
   * interop in both roles and both directions: empty, UTF-8 and binary
     lines, a line of exactly 65536 bytes, a 70000-byte line (split), the
-    shared secret shown on stderr, fresh keys and nonces per session;
+    shared secret shown on stderr with -v and only then, fresh keys and
+    nonces per session;
   * x25519chat talking to itself with several megabytes each way at once;
   * hostile peers: out-of-bounds lengths, truncated and reset packets,
     bit flips in tag, ciphertext and nonce, a foreign key, low-order and
@@ -427,7 +428,7 @@ def check_session(what, proc, peer, got):
 def interop_listener():
     what = "x25519chat -l --classic <-> peer as connector"
     stdin = stdin_file(as_lines(CHAT_SENDS), "chat-sends")
-    proc, port = start_listener(stdin=stdin)
+    proc, port = start_listener(["-v"], stdin=stdin)
     if port is None:
         proc.kill()
         check(what, False, "listener did not start: %r" % proc.err())
@@ -473,7 +474,7 @@ def interop_connector():
     server = PeerServer(run)
     # No newline after the last line: it is still sent, at EOF.
     stdin = stdin_file(as_lines(CHAT_SENDS)[:-1], "chat-sends")
-    proc = start_connector(server.port, stdin=stdin)
+    proc = start_connector(server.port, ["-v"], stdin=stdin)
     proc.wait(RUN_TIMEOUT)
     server.task.join()
     check(what + ": peer completed the session", server.task.error is None,
@@ -511,6 +512,7 @@ def max_line():
         problem = describe_packets(task.result or [], lines)
         check(what + " (x25519chat listening)", proc.rc == 0 and not problem,
               "status %s; %s" % (proc.rc, problem or repr(task.error)))
+        no_secret_shown("x25519chat -l --classic", proc)
 
     server = PeerServer(lambda sock: receive(ClassicPeer(sock), True))
     proc = start_connector(server.port,
@@ -520,6 +522,16 @@ def max_line():
     problem = describe_packets(server.task.result or [], lines)
     check(what + " (x25519chat connecting)", proc.rc == 0 and not problem,
           "status %s; %s" % (proc.rc, problem or repr(server.task.error)))
+    no_secret_shown("x25519chat -c --classic", proc)
+
+
+def no_secret_shown(who, proc):
+    """A secret on the screen is asked for with -v: a session that ran
+    without it must not show one."""
+    check(who + " without -v: a whole session, and no shared secret shown",
+          proc.rc == 0 and "Shared secret" not in proc.err() and
+          "Shared secret" not in proc.out().decode("latin-1"),
+          "status %s, stderr %r" % (proc.rc, proc.err()[-300:]))
 
 
 def random_lines(seed, size):
@@ -542,12 +554,12 @@ def self_bulk():
     what = "x25519chat <-> x25519chat --classic, 4 MB each way at once"
     a = random_lines(1, 4 << 20)
     b = random_lines(2, 4 << 20)
-    lp, port = start_listener(stdin=stdin_file(a, "bulk-a"))
+    lp, port = start_listener(["-v"], stdin=stdin_file(a, "bulk-a"))
     if port is None:
         lp.kill()
         check(what, False, "listener did not start: %r" % lp.err())
         return
-    cp = start_connector(port, stdin=stdin_file(b, "bulk-b"))
+    cp = start_connector(port, ["-v"], stdin=stdin_file(b, "bulk-b"))
     crc = cp.wait(30)
     lrc = lp.wait(5)
     check(what + ": both exit 0", crc == 0 and lrc == 0,
@@ -928,7 +940,7 @@ def slow_peers():
 
 def keep_listening():
     what = "-k -w 1 listener"
-    proc, port = start_listener(["-k", "-w", "1"])
+    proc, port = start_listener(["-k", "-w", "1", "-v"])
     if port is None:
         proc.kill()
         check(what, False, "listener did not start")

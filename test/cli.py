@@ -4,10 +4,12 @@ Every check runs the real program: option errors (exit 2, one line on
 stderr, nothing on stdout), listening and connecting addresses, the
 identity and key files (--keygen, --pubkey, modes, strict parsing), and
 the trust rules of the default protocol between a real listener and a
-real connector: known_peers, --peer, --allow, --psk and -n.  Each test
-gets its own configuration directory; every process is started with a
-time limit and killed by its own pid.  Output: one line "PASS: what" or
-"FAIL: what: why" per check.
+real connector: known_peers, --peer, --allow, --psk, --cipher and -n, the
+session code, and the words of each refusal in the hello (the ones no
+real listener sends come from a small fake one).  Each test gets its
+own configuration directory; every process is started with a time limit
+and killed by its own pid.  Output: one line "PASS: what" or "FAIL:
+what: why" per check.
 """
 
 import base64
@@ -17,8 +19,10 @@ import re
 import shutil
 import socket
 import stat
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -32,13 +36,15 @@ CDATA = b"hi from the connector\n"
 B64 = ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
        "0123456789+/")
 KEYTEXT = re.compile(r"^[A-Za-z0-9+/]{43}=$")
-CODE = re.compile(r"^Session code: ([0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4})\b",
-                  re.M)
+# The whole line, so that a shorter or longer code, or other words, fail.
+CODE = re.compile(r"^Session code: ([0-9a-f]{4}(?:-[0-9a-f]{4}){3})  Compare "
+                  r"this code with your peer's: if it differs, someone is "
+                  r"in the middle\.$", re.M)
 # The lines x25519chat prints on stderr besides its errors.
 STATUS = ("Server listening on ", "Client ", "Connected to ",
           "Created a new identity in ", "First contact with ", "Peer key: ",
           "Session code: ", "Peer finished sending.", "Peer left.",
-          "Left the chat.",
+          "Left the chat.", "Cipher: ", "Listening for the next peer.",
           "Wrote a new private key to ", "Shared secret (hex) -> ")
 
 # Every wait is cut short near this point, so the whole file stays bounded.
@@ -85,6 +91,17 @@ def closed_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def have_hardware_aes():
+    """Whether libsodium can run AES-256-GCM here (AES-NI and PCLMUL)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(re.findall(r"^flags\s*:(.*)$", f.read(), re.M)[0]
+                        .split())
+    except (OSError, IndexError):
+        return False
+    return {"aes", "pclmulqdq"} <= flags
 
 
 def have_ipv6_loopback():
@@ -169,6 +186,10 @@ def judge(p, who, codes, out=None, words=()):
              if not ln.startswith(PROG) and not ln.startswith(STATUS)]
     if stray:
         bad.append("%s stderr has stray lines %r" % (who, stray[:3]))
+    # The original protocol is no cure for a failure of the default one.
+    if (not any(str(a).startswith("--classic") for a in p.p.args) and
+            any("--classic" in e for e in errs)):
+        bad.append("%s points to --classic: %r" % (who, errs))
     if 0 in codes and p.rc == 0:
         if errs:
             bad.append("%s reported %r" % (who, errs))
@@ -290,6 +311,38 @@ def test_usage_errors():
                       ["--classic", opt, val] + role, [opt, "--classic"]))
     for w in ("0", "-1", "abc", "86401", "5s"):
         cases.append(("-w %s" % w, ["-w", w, "-c", c], ["-w", w]))
+    # --keepalive: 0, or 30 to 86400, in plain decimal digits.
+    for w in ("29", "1", "86401", "-1", "x", "", " 30", "30 ", "+30", "30s",
+              "99999999999999999999"):
+        cases.append(("--keepalive %r" % w, ["--keepalive", w, "-c", c],
+                      ["--keepalive", w, "30 to 86400"]))
+    # --cipher: one of two words, exactly as written.
+    for w in ("AESGCM", "aesgcm ", " aesgcm", "ChaChaPoly", "chacha", "aes",
+              "", "aesgcm,chachapoly"):
+        cases.append(("--cipher %r" % w, ["--cipher", w, "-c", c],
+                      ["--cipher", w, "aesgcm or chachapoly"]))
+    cases += [
+        ("--keepalive twice", ["--keepalive", "30", "--keepalive", "30",
+                               "-c", c], ["--keepalive given twice"]),
+        ("--cipher twice", ["--cipher", "aesgcm", "--cipher", "aesgcm",
+                            "-c", c], ["--cipher given twice"]),
+        ("--keepalive with --classic", ["--classic", "--keepalive", "30",
+                                        "-c", c],
+         ["--keepalive", "--classic"]),
+        ("--keepalive 0 with --classic", ["--keepalive", "0", "--classic",
+                                          "-l", "0"],
+         ["--keepalive", "--classic"]),
+        ("--cipher with --classic", ["--classic", "--cipher", "aesgcm",
+                                     "-c", c], ["--cipher", "--classic"]),
+        ("--keepalive without its argument", ["-c", c, "--keepalive"],
+         ["--keepalive", "argument"]),
+        ("--cipher without its argument", ["-c", c, "--cipher"],
+         ["--cipher", "argument"]),
+        ("--keygen with --cipher", ["--keygen", "f", "--cipher", "aesgcm"],
+         ["--keygen"]),
+        ("--pubkey with --keepalive", ["--pubkey", "--keepalive", "30"],
+         ["--pubkey"]),
+    ]
     for addr, word in (("127.0.0.1:0", "port"), ("127.0.0.1:65536", "port"),
                        ("127.0.0.1:abc", "port"), ("127.0.0.1:", "port"),
                        ("localhost", "HOST:PORT"), ("::1:80", "brackets"),
@@ -320,10 +373,21 @@ def test_accepted_limits():
     port = closed_port()
     for what, extra in (("-w 1", ["-w", "1"]), ("-w 86400", ["-w", "86400"]),
                         ("-n of 64 bytes", ["-n", "a" * 64]),
-                        ("-n of 64 UTF-8 bytes", ["-n", "\u00e9" * 32])):
+                        ("-n of 64 UTF-8 bytes", ["-n", "\u00e9" * 32]),
+                        ("--keepalive 0 (no limit)", ["--keepalive", "0"]),
+                        ("--keepalive 30", ["--keepalive", "30"]),
+                        ("--keepalive 86400", ["--keepalive", "86400"]),
+                        ("--cipher chachapoly", ["--cipher", "chachapoly"])):
         fails_with("%s is accepted" % what,
                    extra + ["-i", ident, "-c", "127.0.0.1:%d" % port], 1,
                    ["cannot connect"], home=h)
+    # Without hardware AES, libsodium has no AES-256-GCM: refused at once.
+    words = ["cannot connect"] if have_hardware_aes() else [
+        "--cipher aesgcm", "hardware AES"]
+    fails_with("--cipher aesgcm is accepted%s" % (
+        "" if have_hardware_aes() else " (and refused: no hardware AES)"),
+        ["--cipher", "aesgcm", "-i", ident, "-c", "127.0.0.1:%d" % port], 1,
+        words, home=h)
 
 
 # 2. Addresses.
@@ -783,17 +847,179 @@ def test_psk():
                   base_c + ["--psk", psk_x])
     check_pair("--psk: different PSKs -> both 3, no data", lp, cp, 3, 3,
                ["psk"], ["pre-shared key"])
-    for side, largs, cargs in (("listener", ["--psk", psk_l], []),
-                               ("connector", [], ["--psk", psk_c])):
+    # The hello refuses before any cryptography, and says why on both sides.
+    for side, largs, cargs, cwords, lwords in (
+            ("listener", ["--psk", psk_l], [],
+             "the listener requires a pre-shared key (--psk)",
+             "it has no pre-shared key, and we require one"),
+            ("connector", [], ["--psk", psk_c],
+             "the listener has no pre-shared key (leave out --psk)",
+             "it offered a pre-shared key, and we have none")):
         lp, cp = pair(h_l, h_c, base_l + largs, base_c + cargs)
         bad = []
         if cp is None:
             bad.append("listener did not start")
         else:
-            bad = (judge(lp, "listener", 3, b"") +
-                   judge(cp, "connector", 3, b"", ["psk"]))
-        check("--psk only on the %s -> both 3, no data" % side, not bad,
+            bad = (judge(lp, "listener", 3, b"", ["refused 127.0.0.1:",
+                                                  lwords]) +
+                   judge(cp, "connector", 3, b"", [
+                       "127.0.0.1:%d refused the connection: %s"
+                       % (lp.port, cwords)]))
+            if "Peer key:" in lp.err() + cp.err():
+                bad.append("a handshake was completed")
+        check("--psk only on the %s -> both 3, no data, refused in the "
+              "hello: '%s'" % (side, cwords), not bad, "; ".join(bad))
+
+
+def cipher_shown(p):
+    """The suite p says it uses with -v ("Cipher: NAME"), or None."""
+    m = p and re.search(r"^Cipher: (\S+)$", p.err(), re.M)
+    return m.group(1) if m else None
+
+
+def test_ciphers():
+    h_l, h_c = new_home(), new_home()
+    lkey, _ = key_file(h_l, "l.key")
+    ckey, _ = key_file(h_c, "c.key")
+    aes = have_hardware_aes()
+    # (listener --cipher, connector --cipher, the suite both must use);
+    # AESGCM whenever both sides may and can run it.
+    cases = [(None, "chachapoly", "ChaChaPoly"),
+             ("chachapoly", None, "ChaChaPoly"),
+             ("chachapoly", "chachapoly", "ChaChaPoly")]
+    if aes:
+        cases += [(None, None, "AESGCM"), ("aesgcm", None, "AESGCM"),
+                  (None, "aesgcm", "AESGCM"), ("aesgcm", "aesgcm", "AESGCM")]
+    else:
+        cases += [(None, None, "ChaChaPoly")]
+        print("SKIP: --cipher aesgcm sessions: this CPU has no AES-NI",
+              flush=True)
+
+    def opt(c):
+        return ["--cipher", c] if c else []
+
+    for lc, cc, suite in cases:
+        lp, cp = pair(h_l, h_c, ["-v", "-i", lkey] + opt(lc),
+                      ["-v", "-i", ckey] + opt(cc))
+        what = "listener %s, connector %s: both use %s" % (
+            "--cipher " + lc if lc else "without --cipher",
+            "--cipher " + cc if cc else "without --cipher", suite)
+        if check_pair(what + ": data goes through", lp, cp) and cp:
+            check(what + ": -v says 'Cipher: %s' on both sides" % suite,
+                  cipher_shown(lp) == suite and cipher_shown(cp) == suite,
+                  "listener %r, connector %r" % (cipher_shown(lp),
+                                                 cipher_shown(cp)))
+    if not aes:
+        return
+    for lc, cc in (("chachapoly", "aesgcm"), ("aesgcm", "chachapoly")):
+        lp, cp = pair(h_l, h_c, ["-i", lkey, "--cipher", lc],
+                      ["-i", ckey, "--cipher", cc])
+        bad = ["listener did not start"] if cp is None else (
+            judge(lp, "listener", 3, b"", ["refused 127.0.0.1:",
+                                           "it offers no cipher we may use"]) +
+            judge(cp, "connector", 3, b"", [
+                "127.0.0.1:%d refused the connection: the listener has no "
+                "cipher in common with us" % lp.port]))
+        check("listener --cipher %s, connector --cipher %s -> both 3, "
+              "refused in the hello, no data" % (lc, cc), not bad,
               "; ".join(bad))
+
+
+class FakeListener:
+    """Accepts one connection, reads the connector's hello (frame 1) and
+    answers with reply, then reads until the connector closes."""
+
+    def __init__(self, reply):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.srv.settimeout(left(10))
+        self.port = self.srv.getsockname()[1]
+        self.reply = reply
+        self.hello = b""
+        self.t = threading.Thread(target=self._serve, daemon=True)
+        self.t.start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.srv.accept()
+        except OSError:
+            return
+        finally:
+            self.srv.close()
+        with conn:
+            conn.settimeout(left(10))
+            try:
+                while len(self.hello) < 7:
+                    b = conn.recv(7 - len(self.hello))
+                    if not b:
+                        return
+                    self.hello += b
+                conn.sendall(self.reply)
+                while conn.recv(4096):
+                    pass
+            except OSError:
+                pass
+
+    def join(self):
+        self.t.join(left(10))
+
+
+def test_refusals():
+    """Each reason a listener may give in frame 2, with the words the
+    connector must print and its exit status (1 only for busy)."""
+    h = new_home()
+    ident, _ = key_file(h, "id")
+    reasons = {
+        1: "the listener does not speak this version of the protocol",
+        2: "the listener has no cipher in common with us",
+        3: "the listener requires a pre-shared key (--psk)",
+        4: "the listener has no pre-shared key (leave out --psk)",
+        5: "the listener is busy",
+        6: "the listener does not know the mode we asked for",
+        7: "the listener requires a short code",
+        8: "the listener has no short code",
+        9: "this short code was already used",
+    }
+    for reason, words in sorted(reasons.items()):
+        fake = FakeListener(struct.pack(">IBB", 2, 0, reason))
+        p = run(["-i", ident, "-w", "5", "-c", "127.0.0.1:%d" % fake.port],
+                h)
+        fake.join()
+        code = 1 if reason == 5 else 3
+        bad = judge(p, "connector", code, b"", [
+            "127.0.0.1:%d refused the connection: %s" % (fake.port, words)])
+        if not bad and not errors(p)[0].endswith(words):
+            bad.append("error %r has more words after the reason"
+                       % errors(p)[0])
+        if fake.hello[:5] != b"\x00\x00\x00\x03\x02":
+            bad.append("the hello was %r" % fake.hello)
+        check("a refusal with reason %d in frame 2 -> connector %d, '%s'"
+              % (reason, code, words), not bad, "; ".join(bad))
+    # Near misses: not a refusal the connector knows, or no refusal at all.
+    for label, reply in (("reason 0", struct.pack(">IBB", 2, 0, 0)),
+                         ("reason 10", struct.pack(">IBB", 2, 0, 10)),
+                         ("reason 255", struct.pack(">IBB", 2, 0, 255)),
+                         ("3 bytes", struct.pack(">IBBB", 3, 0, 5, 0))):
+        fake = FakeListener(reply)
+        p = run(["-i", ident, "-w", "5", "-c", "127.0.0.1:%d" % fake.port],
+                h)
+        fake.join()
+        bad = judge(p, "connector", 3, b"", ["malformed hello"])
+        if any("refused the connection" in e for e in errors(p)):
+            bad.append("it took that for a refusal: %r" % errors(p))
+        check("a frame 2 of %s is a malformed hello -> connector 3" % label,
+              not bad, "; ".join(bad))
+
+    # The original protocol's listener speaks first, with its raw key.
+    lp, port = listen(h, ["--classic"])
+    track(lp)
+    cp = run(["-i", ident, "-w", "5", "-c", "127.0.0.1:%d" % port], h)
+    lp.wait(left(10))
+    bad = judge(cp, "connector", 3, b"", ["malformed hello"])
+    check("a default connector meeting a --classic listener -> 3, "
+          "'malformed hello', no hint at --classic", port is not None and
+          not bad, "; ".join(bad))
 
 
 def test_names_and_codes():
@@ -812,8 +1038,11 @@ def test_names_and_codes():
           peer_key_line(lp) == (cpub, ' ("bob\'s laptop \u00e9")'),
           "got %r" % (peer_key_line(lp),))
     a, b = session_code(lp), session_code(cp)
-    check("both sides print the same session code xxxx-xxxx-xxxx",
-          a is not None and a == b, "listener %r, connector %r" % (a, b))
+    check("both sides print the same session code xxxx-xxxx-xxxx-xxxx on "
+          "a line that says to compare it", a is not None and a == b,
+          "listener %r, connector %r; stderr %r" % (
+              a, b, [ln for ln in lp.err().splitlines()
+                     if ln.startswith("Session code")]))
     first = a
     lp, cp = pair(h_l, h_c, ["-i", lkey], ["-i", ckey])
     check_pair("without -n it works too", lp, cp)
@@ -825,6 +1054,33 @@ def test_names_and_codes():
         a, b = session_code(lp), session_code(cp)
         check("each session has its own code", a is not None and a == b
               and a != first, "first %r, then %r / %r" % (first, a, b))
+    # -q prints no status, so the code is not even computed.  A quiet
+    # listener does not say where it listens: give it a port.
+    port = closed_port()
+    lp = track(Proc(["-q", "-i", lkey, "-l", "127.0.0.1:%d" % port], h_l,
+                    stdin=feed(LDATA)))
+    deadline = time.monotonic() + left(5)
+    while not listening_on(port) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    cp = track(Proc(["-q", "-i", ckey, "-c", "127.0.0.1:%d" % port], h_c,
+                    stdin=feed(CDATA)))
+    cp.wait(left(15))
+    lp.wait(left(15))
+    if check_pair("with -q on both sides it works", lp, cp):
+        check("with -q neither side prints anything on stderr",
+              lp.err() == "" and cp.err() == "",
+              "listener %r, connector %r" % (lp.err(), cp.err()))
+
+
+def listening_on(port):
+    """Whether a TCP socket listens on 127.0.0.1 or 0.0.0.0 at port."""
+    try:
+        with open("/proc/net/tcp") as f:
+            rows = [ln.split() for ln in f.readlines()[1:]]
+    except OSError:
+        return False
+    return any(r[1] in ("0100007F:%04X" % port, "00000000:%04X" % port) and
+               r[3] == "0A" for r in rows)
 
 
 # 5. Terminals and closed descriptors.
@@ -891,9 +1147,16 @@ def test_closed_stdout():
     cp = closed_stdout(["-c", "127.0.0.1:%d" % port], h_c, feed(b""))
     cp.wait(left(15))
     lp.wait(left(15))
-    bad = judge(cp, "connector", 1, None, ["stdout", "Bad file descriptor"])
+    bad = judge(cp, "connector", 1, None, ["write to stdout: Bad file "
+                                           "descriptor"])
     check("stdout closed and data arrives: exit 1, 'write to stdout: Bad "
           "file descriptor'", port is not None and not bad, "; ".join(bad))
+    # The failure goes to the peer at once, as an ERROR with its reason.
+    bad = judge(lp, "listener", 5, b"", ["peer failed: write to stdout: "
+                                         "Bad file descriptor"])
+    check("and the peer that sent the data exits 5, 'peer failed: write "
+          "to stdout: Bad file descriptor'", port is not None and not bad,
+          "; ".join(bad))
 
 
 def main():
@@ -910,6 +1173,8 @@ def main():
         test_peer_option()
         test_allow()
         test_psk()
+        test_ciphers()
+        test_refusals()
         test_names_and_codes()
         test_terminal_stdin()
         test_closed_stdout()

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The documentation matches the program: the man page's SYNOPSIS is the
 # usage that --help prints, every option of --help is described in the man
-# page, and the README's test command is the one CI runs.
+# page, so is every exit status (0 to 5, 5 being the peer's failure), and
+# the README's test command is the one CI runs.
 cd "$(dirname "$0")/.." || exit 1
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
@@ -34,7 +35,7 @@ if [ -z "$missing" ]; then
 else
 	echo "FAIL: options missing from the man page:$missing"
 fi
-for code in 0 1 2 3 4; do
+for code in 0 1 2 3 4 5; do
 	if sed -n '/^EXIT STATUS/,/^EXAMPLES/p' "$tmp/man" | grep -q "^     $code "; then
 		echo "PASS: man page documents exit status $code"
 	else

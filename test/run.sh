@@ -32,6 +32,7 @@ suite classic "$PY" test/classic.py
 suite noise "$PY" test/noise.py
 suite attack "$PY" test/attack.py
 suite cli "$PY" test/cli.py
+suite delivery "$PY" test/delivery.py
 suite terminal expect test/chat.exp
 suite bounds "$PY" test/bounds.py
 suite docs sh test/docs.sh
