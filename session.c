@@ -359,7 +359,8 @@ send_control(struct session *s, int type, const char *body, size_t len)
 		    type_name(0, type), proto_strerror(PROTO_ESTATE));
 		return (-1);
 	}
-	memcpy(pkt + PROTO_HDRBYTES + 1, body, len);
+	if (len > 0)
+		memcpy(pkt + PROTO_HDRBYTES + 1, body, len);
 	rc = send_typed(s, pkt, (uint8_t)type, len);
 	if (rc == 0 && type == PROTO_ACK)
 		s->ack_written = 1;
@@ -931,7 +932,7 @@ fill(struct receiver *r)
 	struct pollfd pfd = { s->c.sock, POLLIN, 0 };
 	int64_t t0, left = 0, limit;
 	ssize_t n;
-	int cut, quiet, pr;
+	int cut, quiet, got_close, pr;
 
 	/* Move a partial packet to the front only when its rest might not
 	 * fit behind it. */
@@ -981,6 +982,7 @@ fill(struct receiver *r)
 	/* The end is no news once the session is over, or failed. */
 	quiet = !s->c.classic && (s->code != 0 || s->ending ||
 	    s->error_sent || proto_ends_done(&s->ends));
+	got_close = s->ends.got_close;
 	pthread_mutex_unlock(&s->mu);
 	if (quiet || r->discard)
 		return (1);
@@ -998,9 +1000,13 @@ fill(struct receiver *r)
 		session_fail(s, EXIT_SECURITY, "the listener closed the "
 		    "connection after the handshake: it refused our key or "
 		    "our pre-shared key");
-	else
+	else if (!got_close)
 		session_fail(s, EXIT_CUT, "connection cut before the peer had "
 		    "finished: the stream is incomplete");
+	else
+		session_fail(s, EXIT_CUT, "connection cut before the peer "
+		    "confirmed our end: what it sent is whole, but what we sent "
+		    "may not have reached its output");
 	return (-1);
 }
 
@@ -1370,11 +1376,9 @@ session_threads(struct session *s)
 	if (s->peer_failed && rc != EXIT_PEER && s->code != 0 &&
 	    strncmp(s->msg, "the listener is busy", 20) != 0)
 		say_error("peer failed: %s", s->peer_msg);
-	if (rc == EXIT_OK && (s->ends.got_close || (s->c.classic && s->rx_done)))
+	if (rc == EXIT_OK)
 		say_status(0, !s->c.chat ? "Peer finished sending." :
 		    s->we_left ? "Left the chat." : "Peer left.");
-	else if (rc == EXIT_OK && s->c.classic && s->c.chat && s->we_left)
-		say_status(0, "Left the chat.");
 	return (rc);
 }
 
