@@ -1005,6 +1005,9 @@ def interop(role, suite, with_psk):
         hs = rig.peer_handshake(psk=psk, suite=suite)
         got_name = rig.link.handshake(hs, PEER_NAME)
         play(rig.link, stream_plan(peer_out))
+        rig.link.send(CLOSE)
+        rig.link.wait_for(lambda: rig.link.acked)
+        out_at_ack = rig.out()
         unclean = rig.link.finish()
         rc = rig.end()
         link = rig.link
@@ -1012,6 +1015,10 @@ def interop(role, suite, with_psk):
         why = ended(rig, rc, 0, peer_out)
         check(where + ": exit 0, stdout = our data byte for byte, across "
               "our REKEYs", not why, why)
+        check(where + ": when its ACK of our CLOSE came, its stdout already "
+              "held all our data", link.acked and out_at_ack == peer_out,
+              "ACK %s, stdout then %d of %d bytes" % (
+                  link.acked, len(out_at_ack), len(peer_out)))
         check(where + ": we got its data byte for byte, its CLOSE, its ACK "
               "of our CLOSE, then its end of TCP; we ACKed its CLOSE",
               link.data == chat_in and not unclean,
@@ -1086,15 +1093,20 @@ def psk_match(role, suite):
         rig.cleanup()
 
 
-def refused_without_data(rig, what, want_rc=3, err_has=None):
+def refused_without_data(rig, what, want_rc=3, err_has=None,
+                         unknown=False):
     """x25519chat must have ended with want_rc and nothing on stdout, and
-    our peer must have received no transport packet."""
+    our peer must have received no transport packet; unknown: as a
+    connector, it must not have recorded our key in known_peers."""
     rc = rig.end()
     rig.link.wait_reader()
     why = ended(rig, rc, want_rc, b"", err_has)
     if rig.link.packets:
         why += "; it sent us %d transport packets" % len(rig.link.packets)
-    check(what, not why, why)
+    known = rig.home.path("x25519chat", "known_peers")
+    if unknown and os.path.exists(known):
+        why += "; known_peers holds %r" % open(known).read()
+    check(what + (", our key not recorded" if unknown else ""), not why, why)
 
 
 @test("psk mismatch")
@@ -1117,7 +1129,8 @@ def psk_mismatch(role, suite):
             link.shutdown_write()
             link.drain(WAIT)
         refused_without_data(rig, what, err_has="psk" if role == "listener"
-                             else "refused")
+                             else "refused",
+                             unknown=role == "connector")
     finally:
         rig.cleanup()
 
@@ -1243,19 +1256,34 @@ def unsafe_chars(text):
             "\u202e\u2066\u2067\u2068\u2069\ufffd"]
 
 
+FORGED_CODE_NAME = (b"forged\nSession code: 0000-0000-0000-0000  Compare "
+                    b"this code")
+
+
 @test("names")
 def names(role, suite):
     """A name of the largest size (64 bytes) is shown whole; a name full
     of terminal controls is shown without any of them reaching stderr."""
     for what, name in (("64-byte name", "n\u00e9" * 21 + "x"),
-                       ("name with terminal controls", HOSTILE_NAME)):
+                       ("name with terminal controls", HOSTILE_NAME),
+                       ("name with a newline and a forged 'Session code' "
+                        "line", FORGED_CODE_NAME)):
         raw = name.encode() if isinstance(name, str) else name
         rig = chat_rig(role)
         try:
-            _, why = small_session(rig, rig.peer_handshake(suite=suite), raw)
+            hs = rig.peer_handshake(suite=suite)
+            _, why = small_session(rig, hs, raw)
             m = PEER_KEY.search(rig.err())
             shown = m.group(3) if m else None
-            if isinstance(name, str):
+            if name == FORGED_CODE_NAME:
+                codes = [ln for ln in rig.err().splitlines()
+                         if ln.startswith("Session code:")]
+                if len(codes) != 1 or CODE.search(codes[0]).group(1) != \
+                        session_code(hs.h2) or shown is None or \
+                        "forged" not in shown:
+                    why += "; 'Session code' lines %r, name shown %r" % (
+                        codes, shown)
+            elif isinstance(name, str):
                 if len(raw) != 64 or shown != name:
                     why += "; shown %r for %r (%d bytes)" % (shown, name,
                                                            len(raw))
@@ -2085,10 +2113,94 @@ def order_rule(role, suite, what, stdin, script, want_out, words):
         rig.cleanup()
 
 
+# The end: a cut before both directions are acknowledged, and what may
+# still come after a CLOSE.
+
+def no_ack_of_its_close(rig, suite):
+    """Our CLOSE is acknowledged; its CLOSE never is: we hang up."""
+    start_std(rig, suite, auto_ack=False)
+    rig.link.send(CLOSE)
+    if not rig.link.wait_for(lambda: rig.link.closed and rig.link.acked):
+        raise RuntimeError("no CLOSE and ACK from it: %s" % rig.link.types())
+    rig.link.shutdown_write()
+
+
+def no_close_of_ours(rig, suite):
+    """Its CLOSE is acknowledged; we never send ours: we hang up."""
+    start_std(rig, suite)
+    if not rig.link.wait_for(lambda: rig.link.sent_ack):
+        raise RuntimeError("no CLOSE from it: %s" % rig.link.types())
+    rig.link.shutdown_write()
+
+
+ENDS = [
+    # (what, script, words its line must have, words it must not have)
+    ("we hang up without acknowledging its CLOSE (ours was): what we sent "
+     "is whole, and its line must not say otherwise", no_ack_of_its_close,
+     None, "incomplete"),
+    ("we acknowledge its CLOSE, then hang up without ours: its line says "
+     "the stream may be incomplete", no_close_of_ours, "incomplete", None),
+]
+
+
+@test("a cut at the end")
+def cut_at_end(role, suite, what, script, words, not_words):
+    """Only both CLOSEs acknowledged make a clean end: a cut before that
+    is exit 4, with everything that came shown, no ERROR, and one line
+    that tells whether what came is whole."""
+    rig = Rig(role, stdin=ITS_DATA)
+    try:
+        script(rig, suite)
+        rc = rig.end()
+        rig.link.wait_reader()
+        why = ended(rig, rc, 4, SHOWN, words)
+        errs = error_lines(rig.err())
+        if not_words is not None and any(not_words in e for e in errs):
+            why = join(why, "the error line says %r although our CLOSE "
+                       "came: %r" % (not_words, errs))
+        if rig.link.failed is not None or rig.link.error:
+            why = join(why, "ERROR %r, reader %s" % (rig.link.failed,
+                                                     rig.link.error))
+        check("end, x25519chat as %s, %s: %s -> exit 4, all our data shown" %
+              (role, SUITE_NAME[suite], what), not why, why)
+    finally:
+        rig.cleanup()
+
+
+@test("after our CLOSE")
+def after_close(role, suite, error):
+    """After our CLOSE, REKEY and PING may still come (and ERROR): the
+    session goes on under the new key and ends cleanly (or exit 5)."""
+    rig = Rig(role, stdin="pipe")
+    try:
+        link = rig.link
+        start_std(rig, suite)
+        link.send(CLOSE)
+        link.rekey()
+        link.send(PING)
+        if error:
+            link.send(ERROR, b"late failure")
+            link.shutdown_write()
+            rc = rig.end()
+            why = ended(rig, rc, 5, SHOWN, "peer failed: late failure")
+        else:
+            link.rekey()
+            rig.close_stdin()
+            why = join(link.finish(), ended(rig, rig.end(), 0, SHOWN))
+        check("end, x25519chat as %s, %s: REKEY and PING after our CLOSE%s "
+              "-> %s" % (role, SUITE_NAME[suite],
+                         ", then ERROR" if error else "",
+                         "exit 5, 'peer failed'" if error else
+                         "its ACK comes under our new key, clean end, exit 0"),
+              not why, why)
+    finally:
+        rig.cleanup()
+
+
 # ------------------------------------------------- G. the peer's ERROR
 
 HOSTILE_REASON = (b"disk full \x1b[2J\x1b]0;owned\x07 \xe2\x80\xae"
-                  b"exe.txt \x9b31m end")
+                  b"exe.txt \x9b31m\nx25519chat: forged line\r end")
 
 
 @test("the peer's ERROR")
@@ -2119,33 +2231,37 @@ def peer_error(role, suite, what, reason, musts):
 
 
 PEER_ERRORS = [
-    ("a reason with escape sequences and a bidi override", HOSTILE_REASON,
+    ("a reason with escape sequences, a bidi override and a newline",
+     HOSTILE_REASON,
      ["peer failed: disk full ", "\\x1b[2J", "\\x1b]0;owned", "\\u202e",
-      "exe.txt", " end"]),
+      "exe.txt", "forged line", " end"]),
     ("a reason of 200 bytes", b"0123456789" * 20, ["0123456789" * 20]),
     ("a reason of 1 byte", b"Z", ["peer failed: Z"]),
 ]
 
 
 @test("busy")
-def busy_error(first):
+def busy_error(first, reason):
     """ERROR "busy" as the listener's first packet means it had no room
-    for us: exit 1 "the listener is busy"; later it is a failure (5)."""
+    for us: exit 1 "the listener is busy"; any other first ERROR, or a
+    later one, is the peer's failure (5)."""
     rig = Rig("connector", stdin="pipe")
     try:
         rig.link.handshake(rig.peer_handshake(), first=not first)
-        rig.link.send(ERROR, b"busy")
+        rig.link.send(ERROR, reason)
         rig.link.shutdown_write()
         rc = rig.end()
-        if first:
-            why = ended(rig, rc, 1, b"", "the listener is busy")
-        else:
-            why = ended(rig, rc, 5, b"", "peer failed: busy")
-        check("peer's ERROR 'busy' %s -> exit %d, %r" % (
-            "as our first packet (listener)" if first else
-            "after our empty DATA", 1 if first else 5,
-            "the listener is busy" if first else "peer failed: busy"),
-            not why, why)
+        busy = first and reason == b"busy"
+        words = "the listener is busy" if busy else \
+            "peer failed: " + reason.decode()
+        why = ended(rig, rc, 1 if busy else 5, b"", words)
+        known = rig.home.path("x25519chat", "known_peers")
+        if first and os.path.exists(known):
+            why = join(why, "known_peers holds %r" % open(known).read())
+        check("peer's ERROR %r %s -> exit %d, %r%s" % (
+            reason.decode(), "as our first packet (listener)" if first else
+            "after our empty DATA", 1 if busy else 5, words,
+            ", our key not recorded" if first else ""), not why, why)
     finally:
         rig.cleanup()
 
@@ -2200,6 +2316,71 @@ def keepalive_limit(role, suite):
         if not 29.0 <= dt <= 31.0:
             why = join(why, "it ended %.2f s after the handshake" % dt)
         return [(what + " (%.1f s)" % dt, not why, why)]
+    finally:
+        rig.cleanup()
+
+
+def linger(role, suite, after_error):
+    """Once it has sent ERROR (after_error) or ended cleanly, x25519chat
+    shuts its sending half at once and reads on until our end of TCP or
+    5 s.  We keep our side open: its FIN must come at once, its exit
+    about 5 s later (3 after the ERROR, 0 after the clean end)."""
+    what = "linger, x25519chat as %s, %s: %s, our side kept open -> its " \
+        "end of TCP at once, exit %d 5 s later" % (
+            role, SUITE_NAME[suite], "after its ERROR" if after_error else
+            "after a clean end", 3 if after_error else 0)
+    rig = Rig(role, stdin="pipe" if after_error else ITS_DATA, timeout=60)
+    try:
+        link = rig.link
+        link.hangup_on_error = False
+        link.handshake(rig.peer_handshake(suite=suite))
+        link.send(DATA, SHOWN)
+        if after_error:
+            link.send(6)
+            link.wait_for(lambda: link.failed is not None)
+        else:
+            link.send(CLOSE)
+            link.wait_for(lambda: link.closed and link.acked and
+                          link.sent_ack)
+        t0 = time.monotonic()
+        fin = link.wait_reader(WAIT)
+        t_fin = time.monotonic() - t0
+        rc = rig.end(15)
+        t_exit = time.monotonic() - t0
+        why = ended(rig, rc, 3 if after_error else 0, SHOWN)
+        if (link.failed is None) != (not after_error) or link.error:
+            why = join(why, "ERROR %r, reader %s" % (link.failed, link.error))
+        if not fin or not link.eof or t_fin > 1.0:
+            why = join(why, "its end of TCP after %.2f s (EOF %s)" % (
+                t_fin, link.eof))
+        if not 4.5 <= t_exit <= 7.0:
+            why = join(why, "it exited %.2f s after" % t_exit)
+        return [(what + " (%.1f s)" % t_exit, not why, why)]
+    finally:
+        rig.cleanup()
+
+
+def pings_keep_alive(role, suite):
+    """--keepalive 30, and our peer sends nothing but a PING every 10 s:
+    the session outlives 30 s, then ends cleanly."""
+    what = "keepalive, x25519chat as %s, %s, --keepalive 30, our PING " \
+        "every 10 s: still there after 35 s, then a clean end" % (
+            role, SUITE_NAME[suite])
+    rig = Rig(role, stdin="pipe", args=["--keepalive", "30"], timeout=60)
+    try:
+        link = rig.link
+        link.handshake(rig.peer_handshake(suite=suite))
+        t0 = link.hs_sent
+        for k in (1, 2, 3):
+            time.sleep(max(0.0, t0 + 10 * k - time.monotonic()))
+            link.send(PING)
+        time.sleep(max(0.0, t0 + 35 - time.monotonic()))
+        alive = rig.proc.alive()
+        rig.close_stdin()
+        why = join(link.finish(), ended(rig, rig.end(), 0, b""))
+        if not alive:
+            why = join("it had ended before 35 s", why)
+        return [(what, not why, why)]
     finally:
         rig.cleanup()
 
@@ -2812,6 +2993,12 @@ def main():
                  keepalive_ping, role, suite)
         bg.start("keepalive limit, x25519chat as %s" % role,
                  keepalive_limit, role, other(suite))
+        bg.start("PINGs keep it alive, x25519chat as %s" % role,
+                 pings_keep_alive, role, suite)
+        bg.start("linger after ERROR, x25519chat as %s" % role,
+                 linger, role, other(suite), True)
+        bg.start("linger after a clean end, x25519chat as %s" % role,
+                 linger, role, suite, False)
 
     # B.
     for role in ROLES:
@@ -2869,14 +3056,19 @@ def main():
             for what, roles, stdin, script, out, words in ORDER:
                 if roles in ("both", role):
                     order_rule(role, suite, what, stdin, script, out, words)
+            for case in ENDS:
+                cut_at_end(role, suite, *case)
+            after_close(role, suite, False)
+            after_close(role, suite, True)
 
     # G.
     for role in ROLES:
         for suite in SUITES:
             for what, reason, musts in PEER_ERRORS:
                 peer_error(role, suite, what, reason, musts)
-    busy_error(True)
-    busy_error(False)
+    busy_error(True, b"busy")
+    busy_error(False, b"busy")
+    busy_error(True, b"no room for you")
 
     # I.
     for role, suite in (("listener", CHACHA), ("connector", AES)):
