@@ -34,11 +34,16 @@ misbehave at any step.
      authenticated data before the fault on stdout, and never an ERROR in
      answer to a packet that does not authenticate.
   F. Order and shape: every rule of the packet order and of packet bodies
-     broken, each answered with an authenticated ERROR and exit 3.
-  G. The peer's ERROR: reported safely, exit 5.
-  H. Keepalive: a PING after 15 s of silence; --keepalive ends a session
-     whose peer is silent (these run in the background).
-  I. The last ACK survives a PING at the very end, 100 times per role.
+     broken, each answered with an authenticated ERROR and exit 3.  The
+     end: a cut before both CLOSEs are acknowledged is exit 4; what may
+     still follow a CLOSE; the ACK comes once the data is written out.
+  G. ERROR: the peer's, reported safely (exit 5, or 1 for "busy" as the
+     listener's first packet); x25519chat's own when its stdout fails.
+  H. In the background, as they mostly wait: a PING after 15 s of
+     silence; --keepalive ends a session whose peer is silent, and our
+     PINGs keep one alive; the 5 s linger after an ERROR or a clean end.
+  I. The last ACK survives a PING at the very end, 100 times per role,
+     and x25519chat reads on to our end of TCP (no reset).
   J. Handshake attacks; truth of the -vv trace, recomputed with dissononce
      in both suites; no secret on stderr without -vv.
 
@@ -784,7 +789,7 @@ class Rig:
     read of our peer may wait."""
 
     def __init__(self, role, home=None, stdin=b"", name=None, peer=None,
-                 psk=None, args=(), server=None, timeout=WAIT):
+                 psk=None, args=(), server=None, timeout=WAIT, cmd=None):
         self.role = role
         self.own_home = home is None
         self.home = home or Home()
@@ -800,6 +805,7 @@ class Rig:
         self.stdin = stdin_for(stdin)
         self.stdin_data = stdin if isinstance(stdin, bytes) else None
         self.server, self.own_server = server, False
+        self.cmd = cmd          # connector only: Proc's command prefix
         self.link = None
         self.proc = None
         try:
@@ -827,7 +833,7 @@ class Rig:
             self.server, self.own_server = open_server(), True
         self.port = self.server.getsockname()[1]
         self.proc = Proc(["-c", "127.0.0.1:%d" % self.port] + argv,
-                         self.home, stdin=self.stdin)
+                         self.home, stdin=self.stdin, cmd=self.cmd)
         STARTED.append(self.proc)
         try:
             return self.server.accept()[0]
@@ -963,9 +969,10 @@ def test(name):
 
 def stream_plan(data):
     """Cut data into DATA bodies: one of the largest size, an empty one,
-    a one-byte one, then mixed sizes; REKEY after the 4th and twice after
-    the 6th packet.  Return a list of ("data", body) and ("rekey",)."""
-    sizes = [MAXBODY, 0, 1, 1000, 30000, 7]
+    a one-byte one, then mixed sizes, and 300 of one byte (so that the
+    counter needs a second byte); REKEY after the 4th and twice after the
+    6th packet.  Return a list of ("data", body) and ("rekey",)."""
+    sizes = [MAXBODY, 0, 1, 1000, 30000, 7] + [1] * 300
     plan, off = [], 0
     for i, size in enumerate(sizes):
         plan.append(("data", data[off:off + size]))
@@ -2197,6 +2204,35 @@ def after_close(role, suite, error):
         rig.cleanup()
 
 
+@test("its own failure")
+def own_failure(suite):
+    """x25519chat's stdout is /dev/full: our DATA cannot be written out,
+    so it must tell us at once with an ERROR naming stdout, then exit 1
+    (a run-time error), with one line."""
+    full = ["sh", "-c", 'exec "$0" "$@" >/dev/full', os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "x25519chat")]
+    rig = Rig("connector", stdin="pipe", cmd=full)
+    try:
+        link = rig.link
+        link.handshake(rig.peer_handshake(suite=suite))
+        link.send(DATA, b"cannot be written out\n")
+        link.wait_for(lambda: link.failed is not None)
+        rc = rig.end()
+        errs = error_lines(rig.err())
+        why = []
+        if rc != 1 or len(errs) != 1 or "stdout" not in errs[0]:
+            why.append("exit %s, error lines %r" % (rc, errs))
+        if link.failed is None or b"stdout" not in link.failed or \
+                link.error:
+            why.append("its ERROR %r, reader %s, packets %s" % (
+                link.failed, link.error, link.types()))
+        check("its own failure, x25519chat as connector, %s: stdout is "
+              "/dev/full -> an ERROR naming stdout before it hangs up, exit "
+              "1" % SUITE_NAME[suite], not why, "; ".join(why))
+    finally:
+        rig.cleanup()
+
+
 # ------------------------------------------------- G. the peer's ERROR
 
 HOSTILE_REASON = (b"disk full \x1b[2J\x1b]0;owned\x07 \xe2\x80\xae"
@@ -3069,6 +3105,8 @@ def main():
     busy_error(True, b"busy")
     busy_error(False, b"busy")
     busy_error(True, b"no room for you")
+    for suite in SUITES:
+        own_failure(suite)
 
     # I.
     for role, suite in (("listener", CHACHA), ("connector", AES)):
