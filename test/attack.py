@@ -24,18 +24,20 @@ B. By position, in both suites (AESGCM, the default choice, and
    ChaChaPoly with --cipher chachapoly on both sides): one bit flipped at
    each byte of both hello frames, of every handshake message and of one
    packet of each kind (the listener's first DATA, a DATA each way, each
-   CLOSE, each ACK), and every bit of their last length byte; the
-   connection cut after each byte of the hello and the handshake in each
-   direction.  Classic: each byte of both keys and of a line each way,
-   and the cuts.
+   CLOSE, each ACK, in AESGCM also with the listener closing first), and
+   every bit of their last length byte; the connection cut after each
+   byte of the hello and the handshake in each direction.  Classic: each
+   byte of both keys and of a line each way, and the cuts.
 C. The other faults, both directions where they apply: drop, duplicate,
    reorder, replay (before and after the end), reflect, truncate, a cut
-   after data without CLOSE, garbage, bad lengths; the same for the ACK
-   and for the PING a side sends after 15 s of silence; garbage, a wrong
-   size, a slow or a stalled frame in place of each hello frame and
-   handshake message; an offer or a choice rewritten, forged refusals;
-   the low-order public keys of the x25519 test vectors; a classic peer
-   meeting a default one; PSKs and ciphers that do not match.
+   after data without CLOSE, garbage, bad lengths; the same for each ACK
+   (in both orders of the two CLOSEs), for the PING a side sends after
+   15 s of silence, and for the ERROR a side sends when its stdout is
+   full; garbage, a wrong size, a slow or a stalled frame in place of
+   each hello frame and handshake message; an offer or a choice
+   rewritten, forged refusals; the low-order public keys of the x25519
+   test vectors; a classic peer meeting a default one; PSKs and ciphers
+   that do not match.
 D. An active man in the middle with a key of its own, against --peer,
    --allow, known_peers and --psk; and without them, where only the
    session codes tell.
@@ -115,7 +117,8 @@ from dissononce.processing.impl.symmetricstate import SymmetricState
 from dissononce.processing.modifiers.psk import PSKPatternModifier
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TOP, Home, Proc, check, finish, listen  # noqa: E402
+from harness import LISTENING, TOP, Home, Proc, check, finish, \
+    listen  # noqa: E402
 
 C2L, L2C = "c2l", "l2c"
 SRC = {C2L: "C", L2C: "L"}          # who writes into a direction
@@ -355,8 +358,8 @@ def chunk_frame(proto, side, k):
 
 def payload(case, d, j):
     """What frame j of direction d carries after the handshake: the bytes
-    of a DATA (or a classic line), "CLOSE", "ACK" or "PING" (see
-    Case.tails), or None (no such frame)."""
+    of a DATA (or a classic line), "CLOSE", "ACK", "PING" or ("ERROR",
+    reason) (see Case.tails), or None (no such frame)."""
     side = SRC[d]
     proto = case.proto_of[side]
     t = j - HS_FRAMES[proto][d] - first_t(proto, side)
@@ -381,6 +384,8 @@ def frame_size(case, d, j):
     p = payload(case, d, j)
     if p is None:
         return None
+    if isinstance(p, tuple):
+        return 4 + 28 + 1 + len(p[1])
     if isinstance(p, str):
         return 4 + 28 + 1
     # A classic line travels without its newline; a DATA has a type byte.
@@ -411,7 +416,8 @@ def model_out(case, m, side):
         if p is None or j < HS_FRAMES[proto][d]:
             break
         if proto == NOISE:
-            if d != d_in or j - HS_FRAMES[proto][d] != nxt or p == "CLOSE":
+            if d != d_in or j - HS_FRAMES[proto][d] != nxt or \
+                    p == "CLOSE" or isinstance(p, tuple):
                 break
             nxt += 1
             if isinstance(p, str):
@@ -809,6 +815,9 @@ PSKS = {}                           # name -> PSK file
 # The tails of a clean run (see the docstring): what each side sends
 # after its chunks.
 CLEAN = {"C": ("CLOSE", "ACK"), "L": ("ACK", "CLOSE")}
+# The same with the listener closing first: then the listener's ACK is
+# the last packet, and the connector waits for it.
+MIRROR = {"L": ("CLOSE", "ACK"), "C": ("ACK", "CLOSE")}
 
 
 class Case:
@@ -824,12 +833,13 @@ class Case:
     CLOSE, its own ACK frame if with ACK, "hold" if empty); silent: sides
     that write nothing; wait: side -> -w; args: side -> more options;
     hs_body: (direction, frame) -> body size where a hello frame differs
-    (a refusal has 2 bytes)."""
+    (a refusal has 2 bytes); full: sides whose stdout is /dev/full (and
+    whose stdout is then not checked)."""
 
     def __init__(self, name, proto, fault, rc, err, out="model",
                  policy=None, silent=(), wait=None, group=None, psk=None,
                  suite=AES, tails=None, args=None, limit=CASE_LIMIT,
-                 hs_body=None):
+                 hs_body=None, full=()):
         self.name, self.group = name, group
         pair = (proto, proto) if isinstance(proto, str) else proto
         self.proto_of = dict(zip("LC", pair))
@@ -849,6 +859,7 @@ class Case:
         self.out = out
         self.limit = limit
         self.hs_body = dict(hs_body or {})
+        self.full = full
         self.tails = {s: CLEAN[s] if self.proto_of[s] == NOISE else ()
                       for s in "LC"}
         self.tails.update(tails or {})
@@ -893,8 +904,8 @@ class Case:
         homes = {"L": Home(), "C": Home()}
         procs, m, feeders = {}, None, []
         try:
-            lp, port = listen(homes["L"], self.argv("L"),
-                              stdin=subprocess.PIPE)
+            lp, port = start_listener(homes["L"], self.argv("L"),
+                                      "L" in self.full)
             procs["L"] = track(lp)
             if port is None:
                 return ["the listener did not start: %r" % lp.err()[-300:]]
@@ -902,7 +913,9 @@ class Case:
             m.start()
             procs["C"] = track(Proc(["-c", "127.0.0.1:%d" % m.port] +
                                     self.argv("C"), homes["C"],
-                                    stdin=subprocess.PIPE))
+                                    stdin=subprocess.PIPE,
+                                    preexec=dev_full if "C" in self.full
+                                    else None))
             deadline = time.monotonic() + self.limit
             for side in "LC":
                 t = threading.Thread(target=self.feed,
@@ -979,7 +992,8 @@ class Case:
                 why.append("%s exit %d, expected %s" % (
                     who, rc, "/".join(map(str, sorted(self.rc[side])))))
             why += lines_wrong(who, rc, errs, self.err.get(side))
-            want = model_out(self, m, side) if self.out == "model" else b""
+            want = model_out(self, m, side) if self.out == "model" and \
+                side not in self.full else b""
             if p.out() != want:
                 why.append("%s stdout %s, expected %s" % (
                     who, short(p.out()), short(want)))
@@ -998,6 +1012,31 @@ class Case:
             why.append("stderr: listener %r, connector %r" % (
                 procs["L"].err()[-400:], procs["C"].err()[-400:]))
         return why
+
+
+def dev_full():
+    """In the child, before exec: stdout to /dev/full."""
+    fd = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(fd, 1)
+    os.close(fd)
+
+
+def start_listener(home, args, full=False, timeout=5):
+    """As harness.listen(), with a pipe as stdin and, with full, stdout
+    to /dev/full."""
+    if not full:
+        return listen(home, args, stdin=subprocess.PIPE, timeout=timeout)
+    p = Proc(["-l", "127.0.0.1:0"] + list(args), home, stdin=subprocess.PIPE,
+             preexec=dev_full)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = LISTENING.search(p.err())
+        if found:
+            return p, int(found.group(2))
+        if not p.alive():
+            break
+        time.sleep(0.02)
+    return p, None
 
 
 def lines_wrong(who, rc, errs, want):
@@ -1201,25 +1240,32 @@ def cut_cases(suite):
 
 
 def transport_position_cases(suite):
-    """One bit flipped at every byte of one packet of each kind."""
+    """One bit flipped at every byte of one packet of each kind; the
+    ACKs also in the mirrored order (the listener closing first), in
+    AESGCM."""
     cases = []
     kinds = [("L", "the first (empty) DATA", "first"),
              ("L", "a DATA", "data"), ("C", "a DATA", "data"),
              ("L", "the CLOSE", "close"), ("C", "the CLOSE", "close"),
-             ("L", "the ACK (before its own CLOSE)", "ack"),
-             ("C", "the last ACK (after which it has ended)", "ack")]
+             ("L", "the ACK (before its own CLOSE)", CLEAN),
+             ("C", "the last ACK (after which it has ended)", CLEAN)]
+    if suite == AES:
+        kinds += [("C", "the ACK (before its own CLOSE, the listener "
+                   "having closed first)", MIRROR),
+                  ("L", "the last ACK (the listener having closed first)",
+                   MIRROR)]
     for x, label, what in kinds:
         d = FROM[x]
         y = DST[d]
-        if what == "ack":
-            scene = {}
-            probe = Case("", NOISE, None, {}, {})
+        if isinstance(what, dict):
+            scene = {"tails": what}
+            probe = Case("", NOISE, None, {}, {}, tails=what)
             j = probe.mark_frame(x, "ACK")
-            # The connector's ACK is its last packet: it has ended and
-            # exits 0 whatever the listener makes of it.  The listener
-            # sends its CLOSE after its ACK, so its ACK's reader waits
-            # for the rest of a grown packet no more than that.
-            x_rc, x_err = (4, R_CUT) if x == "L" else (0, None)
+            # The last ACK is its writer's last packet: the writer has
+            # ended and exits 0 whatever its reader makes of it.  An ACK
+            # followed by its writer's CLOSE: its reader waits for the
+            # rest of a grown packet no more than that.
+            x_rc, x_err = (0, None) if what[x][-1] == "ACK" else (4, R_CUT)
         else:
             scene = y_detects(NOISE, d, 0, None)
             probe = Case("", NOISE, None, {}, {}, tails=scene["tails"])
@@ -1519,6 +1565,29 @@ def ack_cases(suite):
     add("the end of TCP in place of the listener's CLOSE -> both exit 4",
         At(L2C, close_l, end_instead), {"L": 4, "C": 4},
         {"L": R_CUT, "C": R_CUT})
+
+    # The listener closing first: the connector now waits for the last
+    # ACK.
+    mirror = Case("", NOISE, None, {}, {}, tails=MIRROR)
+    ack_l, ack_c = mirror.mark_frame("L", "ACK"), mirror.mark_frame("C",
+                                                                    "ACK")
+    pre = "default, %s, the listener closing first: " % suite
+    add("both exit 0, everything shown", Fault(), {"L": 0, "C": 0}, {},
+        tails=MIRROR)
+    add("the listener's last ACK dropped -> the connector, whose CLOSE is "
+        "never acknowledged, exits 4 (never 0), the listener 0",
+        At(L2C, ack_l, drop), {"C": 4, "L": 0}, {"C": R_CUT}, tails=MIRROR)
+    add("the end of TCP in place of the listener's last ACK -> the "
+        "connector exits 4 (never 0), the listener 0",
+        At(L2C, ack_l, end_instead), {"C": 4, "L": 0}, {"C": R_CUT},
+        tails=MIRROR)
+    add("the connector's ACK dropped -> the listener exits 3 (nonce, on the "
+        "CLOSE that follows), the connector 4", At(C2L, ack_c, drop),
+        {"L": 3, "C": 4}, {"L": R_PKT(ack_c - HS_FRAMES[NOISE][C2L], NONCE),
+                           "C": R_CUT}, tails=MIRROR)
+    add("the listener's last ACK again once the connector has ended -> "
+        "discarded, both exit 0", Late(L2C, ack_l, L2C, C2L),
+        {"L": 0, "C": 0}, {}, tails=MIRROR)
     return cases
 
 
@@ -1584,6 +1653,47 @@ def ping_cases():
             WHO[x], WHO[y]), At(d, j, reflect), {x: 3, y: 4},
             {x: R_OWN, y: R_CUT}, policy={"C": "hold", "L": "hold"},
             tails={"C": ("PING",), "L": ("PING",)})
+    return cases
+
+
+def error_cases():
+    """The ERROR a real side sends when its own output fails: the
+    listener's stdout is /dev/full, and it writes nothing of its own, so
+    its ERROR is its packet 1, right after the empty DATA, once the
+    connector's first DATA has reached it.  What the middle does to that
+    ERROR decides how the connector ends; the listener has failed (1)
+    whatever comes back, its own ERROR included."""
+    cases = []
+    reason = b"write to stdout: No space left on device"
+    err_l = "^%s$" % re.escape(reason.decode())
+    j = chunk_frame(NOISE, "L", -1) + 1
+    base = dict(silent=("L",), full=("L",), tails={"L": (("ERROR", reason),),
+                                                   "C": ("CLOSE",)})
+    pre = "default, the listener's stdout full, its ERROR (its packet 1) "
+
+    def add(what, fault, c_rc, c_err):
+        cases.append(Case(pre + what, NOISE, fault, {"L": 1, "C": c_rc},
+                          {"L": err_l, "C": c_err}, **base))
+
+    add("passed on -> the listener exits 1, the connector 5 'peer failed: "
+        "write to stdout...'", Fault(), 5, R_PEER + err_l[1:])
+    add("dropped -> the connector exits 4 (cut), the listener 1",
+        At(L2C, j, drop), 4, R_CUT)
+    add("with a bit of its tag flipped -> the connector exits 3 (tag, not "
+        "answered), the listener 1", At(L2C, j, flip(20, 3)), 3,
+        R_PKT(1, TAG))
+    add("with a bit of its nonce flipped -> the connector exits 3 (nonce), "
+        "the listener 1", At(L2C, j, flip(12, 0)), 3, R_PKT(1, NONCE))
+    # After the peer's ERROR only another ERROR is heard: the copy, with a
+    # stale nonce, is dropped unread.
+    add("duplicated -> the connector exits 5, one line, the listener 1",
+        At(L2C, j, twice), 5, R_PEER + err_l[1:])
+    # Back to its sender, which has failed and reads on only for an ERROR
+    # of the peer's: its own does not open.
+    add("reflected back -> the listener exits 1, one line, the connector 5",
+        At(L2C, j, reflect), 5, R_PEER + err_l[1:])
+    add("cut in half, then the end of TCP -> the connector exits 4, the "
+        "listener 1", At(L2C, j, truncate), 4, R_CUT)
     return cases
 
 
@@ -3052,8 +3162,8 @@ def main():
         for suite in (AES, CHACHA):
             tasks += transport_cases(suite) + ack_cases(suite) + \
                 hello_cases(suite) + handshake_cases(suite)
-        tasks += low_order_cases() + classic_cases() + relay_cases() + \
-            active_tasks() + hostile_tasks()
+        tasks += error_cases() + low_order_cases() + classic_cases() + \
+            relay_cases() + active_tasks() + hostile_tasks()
         only = os.environ.get("ATTACK_ONLY")
         if only:                    # for debugging: a subset by name
             tasks = [t for t in tasks if re.search(only, "%s %s" % (
