@@ -191,7 +191,6 @@ R_LOW = R_HS + "peer sent a low-order public key$"
 R_REFUSED = r"^the listener closed the connection after the handshake"
 R_CUT = r"^connection cut before the peer had finished"
 R_MIDDLE = r"^connection closed in the middle of a packet$"
-R_OWN = r"^packet \d+ from peer: (%s|%s)" % (NONCE, TAG)
 R_PEER = r"^peer failed: "
 CODE = re.compile(r"^Session code: (\S+) ", re.M)
 
@@ -215,6 +214,25 @@ REFUSES = {1: "it speaks another version of the protocol",
 
 def R_PKT(t, what):
     return r"^packet %d from peer: %s" % (t, what)
+
+
+def R_OWN(x, d, j):
+    """The error of side x, which meets its own packet, frame j of
+    direction d, reflected back into the other side's stream: a function
+    of the middle's log, which says how many of the other side's packets
+    (all intact and in order, in the cases that use this) reached x
+    before it.  x expects that count as the next counter: if its own
+    packet carries the same counter, the nonce passes and the tag
+    fails."""
+    def err(m):
+        own = j - HS_FRAMES[NOISE][d]
+        n = 0
+        for origin, _, _ in m.delivered[x][HS_FRAMES[NOISE][INTO[x]]:]:
+            if origin == (d, j):
+                break
+            n += 1
+        return R_PKT(n, TAG if n == own else NONCE)
+    return err
 
 
 def R_VIOL(t, why):
@@ -991,7 +1009,9 @@ class Case:
             if rc not in self.rc[side]:
                 why.append("%s exit %d, expected %s" % (
                     who, rc, "/".join(map(str, sorted(self.rc[side])))))
-            why += lines_wrong(who, rc, errs, self.err.get(side))
+            want = self.err.get(side)
+            why += lines_wrong(who, rc, errs, want(m) if callable(want)
+                               else want)
             want = model_out(self, m, side) if self.out == "model" and \
                 side not in self.full else b""
             if p.out() != want:
@@ -1433,21 +1453,23 @@ def transport_cases(suite):
         # side ends its stream (CLOSE) only once the packet is in.
         # Whether the nonce matches what its writer expects next from the
         # other side depends on how many packets that side has sent by
-        # then: "nonce" or "tag".
+        # then: "nonce" or "tag", as the middle's log tells (R_OWN).
         cases.append(Case(
             pre + "a DATA reflected back -> the %s exits 3 (nonce or "
-            "tag), the %s 4" % (WHO[x], WHO[y]), NOISE, At(d, k1, reflect),
-            {x: 3, y: 4}, {x: R_OWN, y: R_CUT}, suite=suite,
+            "tag, as the log says), the %s 4" % (WHO[x], WHO[y]), NOISE,
+            At(d, k1, reflect), {x: 3, y: 4},
+            {x: R_OWN(x, d, k1), y: R_CUT}, suite=suite,
             policy={x: "hold", y: [(d, k1)]},
             tails={x: (), y: ("CLOSE",)}))
         # x's CLOSE back to x, and on to y, which acknowledges it and
         # ends its own stream; x has failed and acknowledges nothing.
         cases.append(Case(
             pre + "the CLOSE reflected back -> the %s exits 3 (nonce or "
-            "tag), the %s (its ACK never acknowledged) 4" % (
-                WHO[x], WHO[y]), NOISE,
+            "tag, as the log says), the %s (its ACK never acknowledged) 4"
+            % (WHO[x], WHO[y]), NOISE,
             At(d, chunk_frame(NOISE, x, NCHUNK), reflect), {x: 3, y: 4},
-            {x: R_OWN, y: R_CUT}, suite=suite,
+            {x: R_OWN(x, d, chunk_frame(NOISE, x, NCHUNK)), y: R_CUT},
+            suite=suite,
             tails={x: ("CLOSE",), y: ("ACK", "CLOSE")}))
         add("a DATA packet cut in half, then the end of TCP",
             At(d, k1, truncate), 4, R_CUT, "cut")
@@ -1470,9 +1492,10 @@ def transport_cases(suite):
                 At(d, k1 - 2, drop), 3, R_PKT(0, NONCE), "nonce")
             cases.append(Case(
                 pre + "the listener's first DATA reflected back -> the "
-                "listener exits 3 (nonce or tag), the connector 4", NOISE,
-                At(d, k1 - 2, reflect), {"L": 3, "C": 4},
-                {"L": R_OWN, "C": R_CUT}, suite=suite,
+                "listener exits 3 (nonce or tag, as the log says), the "
+                "connector 4", NOISE, At(d, k1 - 2, reflect),
+                {"L": 3, "C": 4}, {"L": R_OWN("L", d, k1 - 2), "C": R_CUT},
+                suite=suite,
                 policy={"L": "hold", "C": [(d, k1 - 2)]},
                 tails={"L": (), "C": ("CLOSE",)}))
             # x25519chat(1): a connector whose connection ends before
@@ -1649,9 +1672,10 @@ def ping_cases():
             policy=policy)
         # Back to x in y's stream: nonce or tag, as for DATA.  Neither
         # side sends CLOSE.
-        add("reflected back -> the %s exits 3 (nonce or tag), the %s 4" % (
-            WHO[x], WHO[y]), At(d, j, reflect), {x: 3, y: 4},
-            {x: R_OWN, y: R_CUT}, policy={"C": "hold", "L": "hold"},
+        add("reflected back -> the %s exits 3 (nonce or tag, as the log "
+            "says), the %s 4" % (WHO[x], WHO[y]), At(d, j, reflect),
+            {x: 3, y: 4}, {x: R_OWN(x, d, j), y: R_CUT},
+            policy={"C": "hold", "L": "hold"},
             tails={"C": ("PING",), "L": ("PING",)})
     return cases
 
