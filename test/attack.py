@@ -1755,6 +1755,8 @@ def hello_cases(suite):
     refused("with mode 2 and 5 bytes", bytes([2, s, 2, 0, 0]), 6)
     refused("with mode 0xff", bytes([2, s, 0xff]), 6)
     refused("offering no suite", bytes([2, 0, 0]), 2)
+    # The PSK is judged before the ciphers.
+    refused("offering no suite, with mode 1", bytes([2, 0, 1]), 4)
     refused("offering only unknown suites (0xfc)", bytes([2, 0xfc, 0]), 2)
     # Item of the prologue: any change of the offer that still leaves a
     # choice makes message 2 fail at the connector.  No session, no code.
@@ -2352,8 +2354,9 @@ class Peer:
         return n, plain[0], plain[1:]
 
     def collect(self, until, timeout=8):
-        """x25519chat's packets until one of type until (or its end):
-        the list of (n, type, body), and whether its end came."""
+        """x25519chat's packets until one of type until (None: none) or
+        its end: the list of (n, type, body), and whether its end
+        came."""
         got = []
         self.sock.settimeout(timeout)
         try:
@@ -2693,13 +2696,22 @@ def hostile(role, script, want_rc, want_lines, want_out, stdin="pipe",
     return run
 
 
-def told(got, t, why):
-    """What is wrong with the packets x25519chat sent (got), which must
-    end with an ERROR saying our packet t broke the protocol by why."""
+def told(rig, t, why):
+    """Read what x25519chat sends until its end of TCP, which must come
+    right after one ERROR saying that our packet t broke the protocol by
+    why, while x25519chat still lives (it reads on, for what we may still
+    send, until our own end).  Return what is wrong."""
+    got, end = rig.peer.collect(None)
+    alive = rig.proc.alive()
     want = ("your packet %d broke the protocol: %s" % (t, why)).encode()
-    errors = [p for p in got if p[1] == ERROR]
-    if len(errors) != 1 or errors[0][2] != want:
-        return ["x25519chat sent %r, not one ERROR %r" % (got, want)]
+    if not got or got[-1][1:] != (ERROR, want) or \
+            [p for p in got if p[1] == ERROR] != got[-1:]:
+        return ["x25519chat sent %r, not one ERROR %r last" % (got, want)]
+    if not end:
+        return ["x25519chat did not shut its sending half after its ERROR"]
+    if not alive:
+        return ["x25519chat exited at once after its ERROR, without "
+                "waiting for our end"]
     return []
 
 
@@ -2717,8 +2729,7 @@ def bad_packet(kind, body, why, then=()):
             p.send(k, b)
         p.send(kind, body)
         p.send(DATA, AFTER)
-        got, _ = p.collect(ERROR)
-        return told(got, base + 1 + len(then), why)
+        return told(rig, base + 1 + len(then), why)
     return script
 
 
@@ -2779,8 +2790,7 @@ def order_tasks():
                 return ["x25519chat sent %r, no CLOSE" % got]
             p.send(ACK)
             p.send(ACK)
-            got, _ = p.collect(ERROR)
-            return told(got, base + 2, "a second ACK")
+            return told(rig, base + 2, "a second ACK")
         add("a second ACK of its CLOSE -> exit 3 'a second ACK', an ERROR "
             "that says so", second_ack, 3, [R_VIOL(t0 + 2, "a second ACK")],
             stdin=ours)
@@ -2790,7 +2800,7 @@ def order_tasks():
                 p = rig.peer
                 p.send(DATA, BEFORE)
                 p.send(ERROR, reason)
-                got, end = p.collect(ERROR)
+                got, end = p.collect(None)
                 if not end or any(k == ERROR for _, k, _ in got):
                     return ["after our ERROR x25519chat sent %r%s" % (
                         got, "" if end else " and did not end")]
@@ -2810,8 +2820,7 @@ def order_tasks():
             p = rig.peer
             p.send(DATA, BEFORE)
             p.send(0x77)
-            got, _ = p.collect(ERROR)
-            why = told(got, base + 1, "unknown packet type")
+            why = told(rig, base + 1, "unknown packet type")
             p.send(ERROR, b"you first")
             return why
         add("an unknown type, then our own ERROR after its ERROR -> exit 3, "
@@ -2865,8 +2874,7 @@ def order_tasks():
             p = rig.peer
             p.send(kind, body)
             p.send(DATA, AFTER)
-            got, _ = p.collect(ERROR)
-            wrong = told(got, 0, why)
+            wrong = told(rig, 0, why)
             if b64(rig.peer.static.public.data) in rig.known():
                 wrong.append("known_peers recorded a listener that broke "
                              "the protocol: %r" % rig.known())
@@ -2882,7 +2890,7 @@ def order_tasks():
         def script(rig, base):
             p = rig.peer
             p.send(ERROR, reason)
-            got, end = p.collect(ERROR)
+            got, end = p.collect(None)
             wrong = [] if end and not any(k == ERROR for _, k, _ in got) \
                 else ["x25519chat sent %r%s" % (got, "" if end else
                                                 " and did not end")]
