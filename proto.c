@@ -203,6 +203,35 @@ proto_write_full(int fd, const void *buf, size_t len)
 }
 
 /*
+ * proto_writev_full(fd, iov, n):
+ * Write all the bytes of the n buffers of iov to fd, in order, as
+ * proto_write_full() does; iov is used up in the process.  Return 0 or
+ * PROTO_EERRNO.
+ */
+int
+proto_writev_full(int fd, struct iovec *iov, int n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		if ((w = writev(fd, iov, n)) == -1 && errno == EINTR)
+			continue;
+		/* Someone else may have made fd non-blocking: wait instead. */
+		if (w == -1 && errno == EAGAIN && wait_writable(fd) == 0)
+			continue;
+		if (w == -1)
+			return (PROTO_EERRNO);
+		for (; n > 0 && (size_t)w >= iov->iov_len; iov++, n--)
+			w -= (ssize_t)iov->iov_len;
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return (0);
+}
+
+/*
  * proto_frame_write(fd, body, len):
  * Write one frame, "u32 big-endian len | body", to fd.  Return 0,
  * PROTO_EBADLEN if len does not fit in 32 bits, or PROTO_EERRNO.
@@ -212,8 +241,6 @@ proto_frame_write(int fd, const uint8_t *body, size_t len)
 {
 	uint8_t prefix[PROTO_LENBYTES];
 	struct iovec iov[2];
-	ssize_t r;
-	int i = 0;
 
 	if (len > UINT32_MAX)
 		return (PROTO_EBADLEN);
@@ -223,22 +250,21 @@ proto_frame_write(int fd, const uint8_t *body, size_t len)
 	iov[1].iov_base = (void *)(uintptr_t)body;
 	iov[1].iov_len = len;
 	/* One system call, and so one segment, unless the write falls short. */
-	while (i < 2) {
-		r = writev(fd, iov + i, 2 - i);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1 && errno == EAGAIN && wait_writable(fd) == 0)
-			continue;
-		if (r == -1)
-			return (PROTO_EERRNO);
-		for (; i < 2 && (size_t)r >= iov[i].iov_len; i++)
-			r -= (ssize_t)iov[i].iov_len;
-		if (i < 2) {
-			iov[i].iov_base = (uint8_t *)iov[i].iov_base + r;
-			iov[i].iov_len -= (size_t)r;
-		}
-	}
-	return (0);
+	return (proto_writev_full(fd, iov, 2));
+}
+
+/*
+ * proto_type_name(type):
+ * Return the name of a default packet type ("DATA" ... "PING"), or
+ * "unknown".
+ */
+const char *
+proto_type_name(int type)
+{
+	static const char *const names[] = { "DATA", "CLOSE", "REKEY", "ACK",
+	    "ERROR", "PING" };
+
+	return (type >= 0 && type <= PROTO_PING ? names[type] : "unknown");
 }
 
 /*
@@ -600,8 +626,9 @@ proto_suite_usable(int suite)
  * proto_cipher_new(key, suite):
  * Return a cipher state for one direction keyed with key, or NULL with
  * errno set (EINVAL for an unknown suite, ENOTSUP for an AES one on a CPU
- * without hardware AES).  suite is PROTO_AESGCM or PROTO_CHACHAPOLY, whose nonces
- * count 0, 1, 2, ... and whose receiver accepts only the next one; or
+ * without hardware AES).  suite is PROTO_AESGCM or PROTO_CHACHAPOLY,
+ * whose nonces count 0, 1, 2, ... and whose receiver accepts only the
+ * next one; or
  * PROTO_CLASSIC, whose packets carry random nonces and where nothing is
  * checked but the tag.
  */

@@ -15,6 +15,8 @@
  * the key text functions, which can only fail one way, return -1.
  */
 
+#include <sys/uio.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -153,6 +155,14 @@ int proto_read_full(int fd, void *buf, size_t len, int64_t deadline);
 int proto_write_full(int fd, const void *buf, size_t len);
 
 /*
+ * proto_writev_full(fd, iov, n):
+ * Write all the bytes of the n buffers of iov to fd, in order, as
+ * proto_write_full() does; iov is used up in the process.  Return 0 or
+ * PROTO_EERRNO.
+ */
+int proto_writev_full(int fd, struct iovec *iov, int n);
+
+/*
  * proto_frame_write(fd, body, len):
  * Write one frame, "u32 big-endian len | body", to fd.  Return 0,
  * PROTO_EBADLEN if len does not fit in 32 bits, or PROTO_EERRNO.
@@ -267,8 +277,9 @@ struct proto_cipher;
  * proto_cipher_new(key, suite):
  * Return a cipher state for one direction keyed with key, or NULL with
  * errno set (EINVAL for an unknown suite, ENOTSUP for an AES one on a CPU
- * without hardware AES).  suite is PROTO_AESGCM or PROTO_CHACHAPOLY, whose nonces
- * count 0, 1, 2, ... and whose receiver accepts only the next one; or
+ * without hardware AES).  suite is PROTO_AESGCM or PROTO_CHACHAPOLY,
+ * whose nonces count 0, 1, 2, ... and whose receiver accepts only the
+ * next one; or
  * PROTO_CLASSIC, whose packets carry random nonces and where nothing is
  * checked but the tag.
  */
@@ -330,6 +341,13 @@ int proto_open_len(const struct proto_cipher *c,
  */
 int proto_open(struct proto_cipher *c, uint8_t *pkt, size_t pktlen,
     size_t *ptlen);
+
+/*
+ * proto_type_name(type):
+ * Return the name of a default packet type ("DATA" ... "PING"), or
+ * "unknown".
+ */
+const char *proto_type_name(int type);
 
 /*
  * proto_body_check(type, bodylen):

@@ -205,17 +205,6 @@ session_done(struct session *s, int *flag)
 	poke(s->notify[1]);
 }
 
-static const char *
-type_name(int classic, int type)
-{
-	static const char *const names[] = { "DATA", "CLOSE", "REKEY", "ACK",
-	    "ERROR", "PING" };
-
-	if (classic)
-		return ("text");
-	return (type >= 0 && type <= PROTO_PING ? names[type] : "unknown");
-}
-
 /* -vv: one line per packet. */
 static void
 trace_packet(struct session *s, const char *dir, uint64_t n,
@@ -228,8 +217,9 @@ trace_packet(struct session *s, const char *dir, uint64_t n,
 	say_hex(nonce, pkt + PROTO_LENBYTES, PROTO_NONCEBYTES);
 	say_hex(tag, pkt + PROTO_LENBYTES + PROTO_NONCEBYTES, PROTO_TAGBYTES);
 	say_status(2, "[trace] %s n=%llu type=%s length=%zu nonce=%s tag=%s",
-	    dir, (unsigned long long)n, type_name(s->c.classic, type),
-	    ptlen + PROTO_NONCEBYTES + PROTO_TAGBYTES, nonce, tag);
+	    dir, (unsigned long long)n, s->c.classic ? "text" :
+	    proto_type_name(type), ptlen + PROTO_NONCEBYTES + PROTO_TAGBYTES,
+	    nonce, tag);
 }
 
 /*
@@ -356,7 +346,7 @@ send_control(struct session *s, int type, const char *body, size_t len)
 	pthread_mutex_unlock(&s->mu);
 	if (rc != 0 || len > PROTO_ERRORMAX) {
 		session_fail(s, EXIT_RUNTIME, "cannot send %s now: %s",
-		    type_name(0, type), proto_strerror(PROTO_ESTATE));
+		    proto_type_name(type), proto_strerror(PROTO_ESTATE));
 		return (-1);
 	}
 	if (len > 0)
@@ -780,31 +770,12 @@ output_failed(struct receiver *r, const char *what)
 static int
 flush_in(struct receiver *r)
 {
-	struct iovec *iov = r->iov;
-	int n = r->niov, out = r->s->out;
-	ssize_t w;
+	int n = r->niov;
 
 	r->niov = 0;
-	while (n > 0) {
-		if ((w = writev(out, iov, n)) == -1 && errno == EINTR)
-			continue;
-		/* Someone else may have made stdout non-blocking. */
-		if (w == -1 && errno == EAGAIN) {
-			struct pollfd pfd = { out, POLLOUT, 0 };
-
-			if (poll(&pfd, 1, -1) != -1 || errno == EINTR)
-				continue;
-		}
-		if (w == -1) {
-			output_failed(r, "write to");
-			return (-1);
-		}
-		for (; n > 0 && (size_t)w >= iov->iov_len; iov++, n--)
-			w -= (ssize_t)iov->iov_len;
-		if (n > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
+	if (n > 0 && proto_writev_full(r->s->out, r->iov, n) != 0) {
+		output_failed(r, "write to");
+		return (-1);
 	}
 	return (0);
 }
@@ -1070,6 +1041,18 @@ take(struct receiver *r, uint64_t n, const uint8_t *pt, size_t ptlen)
 	}
 }
 
+/* Whether both ends of an x25519chat/2 session are confirmed. */
+static int
+ended_cleanly(struct session *s)
+{
+	int done;
+
+	pthread_mutex_lock(&s->mu);
+	done = !s->c.classic && proto_ends_done(&s->ends);
+	pthread_mutex_unlock(&s->mu);
+	return (done);
+}
+
 /*
  * Open every whole packet in the buffer and deliver what it carries.
  * Return 0, or -1 on failure (recorded, with what came before it
@@ -1092,6 +1075,13 @@ drain(struct receiver *r)
 		if ((rc = proto_open_len(s->c.rx, pkt, &len)) == 0 &&
 		    r->have - r->pos < PROTO_LENBYTES + len)
 			break;
+		/* Once both ends are confirmed nothing changes how the
+		 * session ended: what comes is read, so that closing does
+		 * not reset the connection, and dropped unopened. */
+		if (ended_cleanly(s)) {
+			r->pos = r->have;
+			break;
+		}
 		/* What fails to authenticate is never answered, and
 		 * nothing after it can be read. */
 		if (rc != 0 || (rc = proto_open(s->c.rx, pkt,
