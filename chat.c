@@ -529,8 +529,11 @@ hello(int sock, int connector, struct proto_hello *h, const struct opts *o,
 	int suites = o->suites & proto_suites_available(), rc;
 
 	if (connector) {
-		(void)proto_hello_offer(h, suites, k->psk != NULL ?
-		    PROTO_MODE_PSK : PROTO_MODE_XX);
+		if (proto_hello_offer(h, suites, k->psk != NULL ?
+		    PROTO_MODE_PSK : PROTO_MODE_XX) != 0) {
+			say_error("no cipher to offer");
+			return (EXIT_RUNTIME);
+		}
 		trace_step(NULL, "hello: frame 1 (version, suites, mode)",
 		    h->f1, h->f1len, 0);
 		rc = proto_hello_connect(sock, h, deadline);

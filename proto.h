@@ -363,7 +363,7 @@ int proto_body_check(int type, size_t bodylen);
  * proto_ends records both directions; the caller guards it.  Each side
  * sends CLOSE once, and no DATA after it; it sends ACK once, only after
  * the peer's CLOSE.  The listener's first packet is an empty DATA or an
- * ERROR.  PING, REKEY and ERROR may come at any time.
+ * ERROR; after it PING, REKEY and ERROR may come at any time.
  */
 struct proto_ends {
 	int initiator;		/* we are the connector */

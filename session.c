@@ -70,7 +70,8 @@ struct session {
 	int stop;		/* the sender must finish */
 	int ending;		/* the watcher is shutting the socket */
 	int code;		/* first failure's exit status, or 0 */
-	char msg[512];		/* first failure's message */
+	char msg[4 * PROTO_ERRORMAX + 64];	/* first failure's message */
+	int busy;		/* the listener's first packet said "busy" */
 	int txcode;		/* the socket refused our data, or 0 */
 	char txmsg[128];
 };
@@ -78,6 +79,8 @@ struct session {
 /* Written by signal handlers, read by every thread: a lock-free atomic. */
 static atomic_int got_signal;
 static int sigwake[2] = { -1, -1 };
+/* The signals caught during a session: only the watcher takes them. */
+static sigset_t caught;
 
 /*
  * Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT during a session wake the
@@ -110,13 +113,37 @@ catch_signals(int on)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
+	sigemptyset(&caught);
 	for (i = 0; i < 4; i++) {
 		if (!on)
 			(void)sigaction(sigs[i], &saved[i], NULL);
 		else if (sigaction(sigs[i], NULL, &saved[i]) == 0 &&
-		    (sigs[i] != SIGHUP || saved[i].sa_handler != SIG_IGN))
-			(void)sigaction(sigs[i], &sa, NULL);
+		    (sigs[i] != SIGHUP || saved[i].sa_handler != SIG_IGN) &&
+		    sigaction(sigs[i], &sa, NULL) == 0)
+			(void)sigaddset(&caught, sigs[i]);
 	}
+}
+
+/*
+ * Has an ending signal come, even one not yet handled?  The threads block
+ * them, so a signal on its way to the watcher is pending here: a pipe
+ * whose writer was killed by the same Ctrl-C must not look finished.
+ */
+static int
+signal_came(void)
+{
+	sigset_t pending;
+	int sig;
+
+	if (got_signal != 0)
+		return (1);
+	if (sigpending(&pending) != 0)
+		return (0);
+	for (sig = 1; sig < NSIG; sig++)
+		if (sigismember(&caught, sig) == 1 &&
+		    sigismember(&pending, sig) == 1)
+			return (1);
+	return (0);
 }
 
 /* Wake whoever polls the read end of the pipe whose write end is fd. */
@@ -618,7 +645,7 @@ input_ended(struct sender *sd)
 		(void)shutdown(s->c.sock, SHUT_WR);
 		return (-1);
 	}
-	if (got_signal && !s->c.chat)
+	if (!s->c.chat && signal_came())
 		return (0);
 	return (send_control(s, PROTO_CLOSE, NULL, 0));
 }
@@ -733,8 +760,9 @@ struct receiver {
  * 0 or -1 (recorded).
  */
 static int
-tell_first(struct session *s)
+tell_first(struct receiver *r)
 {
+	struct session *s = r->s;
 	session_first_fn *fn = s->c.first_packet;
 	char why[sizeof(s->msg)];
 	int code;
@@ -746,6 +774,7 @@ tell_first(struct session *s)
 		 * files. */
 		session_fail_tell(s, code, "the connector could not go on",
 		    "%s", why);
+		r->discard = 1;
 		return (-1);
 	}
 	return (0);
@@ -815,7 +844,7 @@ finish_output(struct receiver *r)
 {
 	struct session *s = r->s;
 	struct stat st;
-	int fd;
+	int fd, copy;
 
 	if (flush_in(r) != 0)
 		return (-1);
@@ -830,14 +859,20 @@ finish_output(struct receiver *r)
 	}
 	if (s->c.keep_out)
 		return (0);
-	if (close(s->out) != 0 && errno != EINTR) {
+	/* /dev/null takes the output's place in one step, and the copy
+	 * closed last reports what closing the output would. */
+	if ((copy = dup(s->out)) == -1 ||
+	    (fd = open("/dev/null", O_WRONLY | O_CLOEXEC)) == -1) {
 		output_failed(r, "close");
+		if (copy != -1)
+			(void)close(copy);
 		return (-1);
 	}
-	if ((fd = open("/dev/null", O_WRONLY | O_CLOEXEC)) != -1 &&
-	    fd != s->out) {
-		(void)dup2(fd, s->out);
-		(void)close(fd);
+	(void)dup2(fd, s->out);
+	(void)close(fd);
+	if (close(copy) != 0 && errno != EINTR) {
+		output_failed(r, "close");
+		return (-1);
 	}
 	return (0);
 }
@@ -875,13 +910,15 @@ peer_failed(struct receiver *r, const uint8_t *body, size_t len, int first)
 	int busy;
 
 	shown[term_sanitize(shown, body, len)] = '\0';
-	busy = first && s->c.initiator && len == 4 && memcmp(body, "busy", 4) == 0;
+	busy = first && s->c.initiator && len == 4 &&
+	    memcmp(body, "busy", 4) == 0;
 	pthread_mutex_lock(&s->mu);
 	if (!s->peer_failed) {
 		s->peer_failed = 1;
 		memcpy(s->peer_msg, shown, sizeof(s->peer_msg));
 	}
 	if (s->code == 0 && !s->ending) {
+		s->busy = busy;
 		s->code = busy ? EXIT_RUNTIME : EXIT_PEER;
 		snprintf(s->msg, sizeof(s->msg), busy ? "the listener is busy" :
 		    "peer failed: %s", shown);
@@ -892,60 +929,46 @@ peer_failed(struct receiver *r, const uint8_t *body, size_t len, int first)
 }
 
 /*
- * Read more from the socket, waiting at most what is left of the keepalive
- * limit.  Return 0, 1 at the end of the stream when that is no failure, or
- * -1 on failure (recorded).
+ * Wait until the socket has something to read, at most what is left of
+ * the keepalive limit.  Only time spent waiting here counts as the peer's
+ * silence: while our output blocks, we are not listening.  Classic peers
+ * never PING.  Return 0, or -1 on failure (recorded).
  */
 static int
-fill(struct receiver *r)
+wait_readable(struct receiver *r)
 {
 	struct session *s = r->s;
 	struct pollfd pfd = { s->c.sock, POLLIN, 0 };
-	int64_t t0, left = 0, limit;
-	ssize_t n;
-	int cut, quiet, got_close, pr;
+	int64_t limit, left = 0, t0;
+	int pr;
 
-	/* Move a partial packet to the front only when its rest might not
-	 * fit behind it. */
-	if (r->pos == r->have)
-		r->pos = r->have = 0;
-	else if (INBYTES - r->have < PROTO_MAXPKT) {
-		memmove(r->buf, r->buf + r->pos, r->have - r->pos);
-		r->have -= r->pos;
-		r->pos = 0;
+	limit = s->c.classic ? 0 : (int64_t)s->c.keepalive * 1000;
+	if (limit > 0 && (left = limit - r->silent) <= 0) {
+		session_fail(s, EXIT_CUT, "no word from the peer in %d s",
+		    s->c.keepalive);
+		return (-1);
 	}
-	for (;;) {
-		n = recv(s->c.sock, r->buf + r->have, INBYTES - r->have,
-		    MSG_DONTWAIT);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n != -1 || (errno != EAGAIN && errno != EWOULDBLOCK))
-			break;
-		/* Only time spent waiting here counts as the peer's silence:
-		 * while our output blocks, we are not listening.  Classic
-		 * peers never PING. */
-		limit = s->c.classic ? 0 : (int64_t)s->c.keepalive * 1000;
-		if (limit > 0 && (left = limit - r->silent) <= 0) {
-			session_fail(s, EXIT_CUT, "no word from the peer in %d s",
-			    s->c.keepalive);
-			return (-1);
-		}
-		t0 = proto_now_ms();
-		pr = poll(&pfd, 1, limit > 0 ? (int)left : -1);
-		r->silent += proto_now_ms() - t0;
-		if (pr == -1 && errno != EINTR) {
-			session_fail(s, EXIT_RUNTIME, "poll: %s",
-			    strerror(errno));
-			return (-1);
-		}
+	t0 = proto_now_ms();
+	pr = poll(&pfd, 1, limit > 0 ? (int)left : -1);
+	r->silent += proto_now_ms() - t0;
+	if (pr == -1 && errno != EINTR) {
+		session_fail(s, EXIT_RUNTIME, "poll: %s", strerror(errno));
+		return (-1);
 	}
-	if (n > 0) {
-		r->have += (size_t)n;
-		r->silent = 0;
-		if (r->have > r->touched)
-			r->touched = r->have;
-		return (0);
-	}
+	return (0);
+}
+
+/*
+ * The stream ended (n == 0) or failed (errno says why): is that the end
+ * of a finished session, or a failure, and which?  Return 1 for a quiet
+ * end, or -1 after recording the failure.
+ */
+static int
+stream_ended(struct receiver *r, ssize_t n)
+{
+	struct session *s = r->s;
+	int cut, quiet, got_close, empty = r->have == r->pos;
+
 	/* The connection itself died: reset, timed out, unreachable. */
 	cut = n == 0 || errno == ECONNRESET || errno == ETIMEDOUT ||
 	    errno == EHOSTUNREACH || errno == ENETUNREACH;
@@ -957,15 +980,15 @@ fill(struct receiver *r)
 	pthread_mutex_unlock(&s->mu);
 	if (quiet || r->discard)
 		return (1);
-	if (!cut || (s->c.classic && r->have == r->pos && n != 0))
+	if (!cut || (s->c.classic && empty && n != 0))
 		session_fail(s, EXIT_RUNTIME, "receive: %s", strerror(errno));
-	else if (s->c.classic && r->have == r->pos)
+	else if (s->c.classic && empty)
 		/* Classic has no CLOSE: the end of TCP between packets. */
 		return (1);
 	else if (s->c.classic)
 		session_fail(s, EXIT_SECURITY, "connection closed in the middle "
 		    "of a packet");
-	else if (!r->opened && r->have == r->pos && s->c.initiator)
+	else if (!r->opened && empty && s->c.initiator)
 		/* A listener that ends the connection before its first
 		 * packet has refused us after the handshake. */
 		session_fail(s, EXIT_SECURITY, "the listener closed the "
@@ -979,6 +1002,45 @@ fill(struct receiver *r)
 		    "confirmed our end: what it sent is whole, but what we sent "
 		    "may not have reached its output");
 	return (-1);
+}
+
+/*
+ * Read more from the socket, waiting as wait_readable() does.  Return 0,
+ * 1 at the end of the stream when that is no failure, or -1 on failure
+ * (recorded).
+ */
+static int
+fill(struct receiver *r)
+{
+	struct session *s = r->s;
+	ssize_t n;
+
+	/* Move a partial packet to the front only when its rest might not
+	 * fit behind it. */
+	if (r->pos == r->have)
+		r->pos = r->have = 0;
+	else if (INBYTES - r->have < PROTO_MAXPKT) {
+		memmove(r->buf, r->buf + r->pos, r->have - r->pos);
+		r->have -= r->pos;
+		r->pos = 0;
+	}
+	for (;;) {
+		n = recv(s->c.sock, r->buf + r->have, INBYTES - r->have,
+		    MSG_DONTWAIT);
+		if (n > 0) {
+			r->have += (size_t)n;
+			r->silent = 0;
+			if (r->have > r->touched)
+				r->touched = r->have;
+			return (0);
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			return (stream_ended(r, n));
+		if (wait_readable(r) != 0)
+			return (-1);
+	}
 }
 
 /*
@@ -996,10 +1058,16 @@ take(struct receiver *r, uint64_t n, const uint8_t *pt, size_t ptlen)
 	char reason[PROTO_ERRORMAX + 1];
 	int first = !r->opened, rc;
 
-	/* After a failure, the peer's ERROR is all that is still heard. */
+	/* After a failure, the peer's ERROR is all that is still heard,
+	 * and its REKEY, without which nothing after it would open. */
 	if (r->discard) {
-		if (pt[0] == PROTO_ERROR && proto_body_check(pt[0], len) == 0)
+		if (proto_body_check(pt[0], len) != 0)
+			return (0);
+		if (pt[0] == PROTO_ERROR)
 			peer_failed(r, body, len, 0);
+		else if (pt[0] == PROTO_REKEY && (rc = proto_cipher_rekey(
+		    s->c.rx)) != 0)
+			r->dead = 1;
 		return (0);
 	}
 	pthread_mutex_lock(&s->mu);
@@ -1021,7 +1089,7 @@ take(struct receiver *r, uint64_t n, const uint8_t *pt, size_t ptlen)
 	case PROTO_DATA:
 		/* The listener's empty DATA proves the session (and any
 		 * PSK): a first contact is recorded now, not before. */
-		if (first && s->c.first_packet != NULL && tell_first(s) != 0)
+		if (first && s->c.first_packet != NULL && tell_first(r) != 0)
 			return (-1);
 		return (deliver(r, body, len));
 	case PROTO_CLOSE:
@@ -1033,8 +1101,9 @@ take(struct receiver *r, uint64_t n, const uint8_t *pt, size_t ptlen)
 		poke(s->notify[1]);
 		return (0);
 	case PROTO_ERROR:
-		if (flush_in(r) == 0)
-			peer_failed(r, body, len, first);
+		/* Should that fail, ours comes first and the peer's second. */
+		(void)flush_in(r);
+		peer_failed(r, body, len, first);
 		return (-1);
 	default:	/* PING: the peer is alive, which fill() has noted. */
 		return (0);
@@ -1054,9 +1123,31 @@ ended_cleanly(struct session *s)
 }
 
 /*
- * Open every whole packet in the buffer and deliver what it carries.
- * Return 0, or -1 on failure (recorded, with what came before it
- * delivered).
+ * Once both ends are confirmed, nothing changes how the session ended:
+ * what still comes is read, so that closing does not reset the
+ * connection, and dropped whole packet by whole packet, unopened.
+ */
+static void
+skip_after_end(struct receiver *r)
+{
+	size_t len;
+
+	while (r->have - r->pos >= PROTO_LENBYTES) {
+		if (proto_open_len(r->s->c.rx, r->buf + r->pos, &len) != 0) {
+			r->pos = r->have;
+			return;
+		}
+		if (r->have - r->pos < PROTO_LENBYTES + len)
+			return;
+		r->pos += PROTO_LENBYTES + len;
+	}
+}
+
+/*
+ * Open every whole packet in the buffer and deliver what it carries;
+ * after a failure that leaves the receiver listening (r->discard), go on
+ * through the rest.  Return 0, or -1 on failure (recorded, with what came
+ * before it delivered).
  */
 static int
 drain(struct receiver *r)
@@ -1066,30 +1157,27 @@ drain(struct receiver *r)
 	uint8_t *pkt, *pt;
 	size_t len, ptlen;
 	uint64_t n;
-	int rc = 0;
+	int rc = 0, step;
 
-	while (rc == 0 && r->have - r->pos >= PROTO_LENBYTES) {
+	while (!r->dead && r->have - r->pos >= PROTO_LENBYTES) {
+		if (ended_cleanly(s)) {
+			skip_after_end(r);
+			break;
+		}
 		pkt = r->buf + r->pos;
 		n = proto_cipher_nonce(s->c.rx);
 		/* The length is checked before the rest is waited for. */
-		if ((rc = proto_open_len(s->c.rx, pkt, &len)) == 0 &&
+		if ((step = proto_open_len(s->c.rx, pkt, &len)) == 0 &&
 		    r->have - r->pos < PROTO_LENBYTES + len)
 			break;
-		/* Once both ends are confirmed nothing changes how the
-		 * session ended: what comes is read, so that closing does
-		 * not reset the connection, and dropped unopened. */
-		if (ended_cleanly(s)) {
-			r->pos = r->have;
-			break;
-		}
 		/* What fails to authenticate is never answered, and
 		 * nothing after it can be read. */
-		if (rc != 0 || (rc = proto_open(s->c.rx, pkt,
+		if (step != 0 || (step = proto_open(s->c.rx, pkt,
 		    PROTO_LENBYTES + len, &ptlen)) != 0) {
 			if (!r->discard)
-				session_fail(s, say_exit_for(rc), "packet %llu "
-				    "from peer: %s", (unsigned long long)n,
-				    proto_strerror(rc));
+				session_fail(s, say_exit_for(step), "packet "
+				    "%llu from peer: %s", (unsigned long long)n,
+				    proto_strerror(step));
 			r->dead = 1;
 			rc = -1;
 			break;
@@ -1098,16 +1186,21 @@ drain(struct receiver *r)
 		pt = pkt + PROTO_HDRBYTES;
 		trace_packet(s, "recv", n, pkt, ptlen, s->c.classic ? 0 : pt[0]);
 		if (!s->c.classic)
-			rc = take(r, n, pt, ptlen);
+			step = take(r, n, pt, ptlen);
+		else if (!r->opened && s->c.first_packet != NULL &&
+		    (step = tell_first(r)) != 0)
+			;
 		else {
-			if (!r->opened && s->c.first_packet != NULL &&
-			    (rc = tell_first(s)) != 0)
-				break;
 			r->opened = 1;
 			/* The text, then the newline it lost. */
-			rc = deliver(r, pt, ptlen);
-			if (rc == 0 && !s->c.chat)
-				rc = deliver(r, &newline, 1);
+			step = deliver(r, pt, ptlen);
+			if (step == 0 && !s->c.chat)
+				step = deliver(r, &newline, 1);
+		}
+		if (step != 0) {
+			rc = -1;
+			if (!r->discard)
+				break;
 		}
 	}
 	/* However it ended, what was authenticated goes out. */
@@ -1322,26 +1415,27 @@ static int
 session_threads(struct session *s)
 {
 	pthread_t tx, rx;
-	char msg[600];
-	int rc, stuck;
+	sigset_t mask;
+	char msg[sizeof(s->msg)];
+	int rc, rc2 = 0, stuck;
 
 	drain_fd(sigwake[0]);
 	got_signal = 0;
 	catch_signals(1);
 	if (s->c.chat && term_start() != 0)
 		s->c.chat = 0;
-	if ((rc = pthread_create(&rx, NULL, receiver_main, s)) != 0) {
-		term_stop();
-		catch_signals(0);
-		say_error("pthread_create: %s", strerror(rc));
-		return (EXIT_RUNTIME);
-	}
-	if ((rc = pthread_create(&tx, NULL, sender_main, s)) != 0) {
+	/* The threads are born with the ending signals blocked. */
+	(void)pthread_sigmask(SIG_BLOCK, &caught, &mask);
+	if ((rc = pthread_create(&rx, NULL, receiver_main, s)) == 0 &&
+	    (rc2 = pthread_create(&tx, NULL, sender_main, s)) != 0) {
 		(void)shutdown(s->c.sock, SHUT_RDWR);
 		pthread_join(rx, NULL);
+	}
+	(void)pthread_sigmask(SIG_SETMASK, &mask, NULL);
+	if (rc != 0 || rc2 != 0) {
 		term_stop();
 		catch_signals(0);
-		say_error("pthread_create: %s", strerror(rc));
+		say_error("pthread_create: %s", strerror(rc != 0 ? rc : rc2));
 		return (EXIT_RUNTIME);
 	}
 
@@ -1363,8 +1457,7 @@ session_threads(struct session *s)
 	if (msg[0] != '\0')
 		say_error("%s", msg);
 	/* Ours was the failure reported; the peer's comes second. */
-	if (s->peer_failed && rc != EXIT_PEER && s->code != 0 &&
-	    strncmp(s->msg, "the listener is busy", 20) != 0)
+	if (s->peer_failed && rc != EXIT_PEER && s->code != 0 && !s->busy)
 		say_error("peer failed: %s", s->peer_msg);
 	if (rc == EXIT_OK)
 		say_status(0, !s->c.chat ? "Peer finished sending." :
