@@ -598,7 +598,8 @@ def typed_run(tally, keys, data_path, data, tmp, strace_log=None):
         cmd = env = None
         if strace_log:
             cmd = ["strace", "-f", "-qq", "-o", strace_log, "-e",
-                   "trace=accept,accept4,fsync,close,write,writev"]
+                   "trace=accept,accept4,fsync,close,dup,dup2,dup3,write,"
+                   "writev"]
             # LeakSanitizer cannot run under ptrace: an ASan build's
             # leak check would fail the exit status.
             env = {"ASAN_OPTIONS": "detect_leaks=0"}
@@ -644,12 +645,16 @@ def typed_run(tally, keys, data_path, data, tmp, strace_log=None):
 
 
 def fsync_order(log):
-    """From an strace -f log of the listener: whether fsync(1) and
-    close(1) both returned 0 before the next packet went to the socket,
-    and why not."""
+    """From an strace -f log of the listener: whether fsync(1) and the
+    closing of stdout both returned 0 before the next packet went to the
+    socket, and why not.  Stdout is closed either by close(1), or by
+    putting /dev/null in its place with dup2(..., 1) and closing a copy
+    made with dup(1) before: then that copy's close() is the one that
+    counts."""
     lines = log.splitlines()
     sock = None
     fsync = close = ack = None
+    copy = replaced = None
     pending = {}
     for i, ln in enumerate(lines):
         words = ln.split(None, 1)
@@ -676,6 +681,19 @@ def fsync_order(log):
             fsync = fsync if fsync is not None else i
         elif (call.startswith("close(1)") and call.rstrip().endswith("= 0")
               and fsync is not None and close is None):
+            close = i
+        elif call.startswith("dup(1)") and fsync is not None:
+            try:
+                copy = int(call.rsplit("=", 1)[1].split()[0])
+            except (IndexError, ValueError):
+                pass
+        elif (call.startswith(("dup2(", "dup3(")) and copy is not None and
+              call.split(",")[1].split(")")[0].strip() == "1" and
+              call.rstrip().endswith("= 1")):
+            replaced = i
+        elif (copy is not None and replaced is not None and close is None
+              and call.startswith("close(%d)" % copy)
+              and call.rstrip().endswith("= 0")):
             close = i
         elif (sock is not None and fsync is not None and ack is None and
               call.startswith("write(%d," % sock)):
