@@ -2641,6 +2641,14 @@ test_transport(void)
 		    "only gives EBADTAG", mode);
 		report(rekey_due_time(suite), "transport %s: rekey due by time",
 		    mode);
+		/* Under a memory checker sealing 1 GiB takes minutes and
+		 * checks nothing the packets above did not: the caller may
+		 * leave it out, and it is then neither run nor counted. */
+		if (getenv("UNIT_NO_GIB") != NULL) {
+			fprintf(stderr, "note: rekey due after 1 GiB in %s not "
+			    "run (UNIT_NO_GIB); make check runs it\n", mode);
+			continue;
+		}
 		ok = rekey_due_bytes(suite, pkt, &secs);
 		report(ok, "transport %s: rekey due after PROTO_REKEY_BYTES "
 		    "sealed, not before", mode);
