@@ -486,6 +486,11 @@ session_threads(struct session *s)
 	}
 	term_stop();
 	catch_signals(0);
+	if (s->c.stats != NULL) {
+		s->c.stats->in = s->bytes_in;
+		s->c.stats->out = s->bytes_out;
+		memcpy(s->c.stats->result, msg, sizeof(s->c.stats->result));
+	}
 	if (msg[0] != '\0')
 		say_error("%s", msg);
 	/* Ours was the failure reported; the peer's comes second. */
@@ -601,6 +606,37 @@ session_run(const struct session_conf *c)
 		rc = session_threads(&s);
 	session_close(&s);
 	return (rc);
+}
+
+/*
+ * session_refuse(c, reason):
+ * A listener that cannot take the session c, its handshake done, sends
+ * ERROR reason as its first packet instead of the empty DATA, shuts its
+ * half of the connection and reads on until the peer closes, at most
+ * LINGER_MS, so that no reset destroys the ERROR.  The socket stays
+ * open.
+ */
+void
+session_refuse(const struct session_conf *c, const char *reason)
+{
+	struct session s;
+	uint8_t pkt[PROTO_HDRBYTES + 1 + PROTO_ERRORMAX], junk[512];
+	size_t len = strlen(reason);
+	struct pollfd pfd = { c->sock, POLLIN, 0 };
+	int64_t end = proto_now_ms() + LINGER_MS, left;
+
+	if (c->classic || c->initiator || len > PROTO_ERRORMAX ||
+	    session_open(&s, c) != 0)
+		return;
+	memcpy(pkt + PROTO_HDRBYTES + 1, reason, len);
+	if (proto_ends_send(&s.ends, PROTO_ERROR) == 0 &&
+	    session_send_typed(&s, pkt, PROTO_ERROR, len) == 0 &&
+	    shutdown(c->sock, SHUT_WR) == 0)
+		while ((left = end - proto_now_ms()) > 0 &&
+		    poll(&pfd, 1, (int)left) == 1 &&
+		    read(c->sock, junk, sizeof(junk)) > 0)
+			;
+	session_close(&s);
 }
 
 /*

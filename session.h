@@ -15,6 +15,7 @@
  */
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "proto.h"
 
@@ -42,6 +43,15 @@ struct session_conf {
 	char label[4 * PROTO_NAMEMAX + 3];	/* "[name]", shown safely */
 	session_first_fn *first_packet;	/* NULL, or called as above */
 	void *first_arg;		/* its arg */
+	struct session_stats *stats;	/* NULL, or filled in at the end */
+};
+
+/* What a session moved, and how it ended. */
+struct session_stats {
+	uint64_t in;		/* bytes of the peer's data passed on */
+	uint64_t out;		/* bytes of our data sent */
+	char result[4 * PROTO_ERRORMAX + 64];	/* the failure reported,
+				 * or "" for a clean end */
 };
 
 /*
@@ -66,6 +76,15 @@ int session_init(void);
  * failure.
  */
 int session_run(const struct session_conf *c);
+
+/*
+ * session_refuse(c, reason):
+ * A listener that cannot take the session c, its handshake done, sends
+ * ERROR reason (at most PROTO_ERRORMAX bytes) as its first packet instead
+ * of the empty DATA, and waits a moment for the peer to close, so that
+ * the ERROR is not lost to a reset.  The socket stays open.
+ */
+void session_refuse(const struct session_conf *c, const char *reason);
 
 /*
  * session_signal(void):

@@ -24,6 +24,8 @@ struct session {
 	int in, out;		/* what we send, where what we get goes */
 	int64_t last_sent;	/* when our last packet went (sender only) */
 	int ack_written;	/* our ACK is in the socket (sender only) */
+	uint64_t bytes_out;	/* of DATA sealed (sender only) */
+	uint64_t bytes_in;	/* of DATA passed on (receiver only) */
 	int wake[2];		/* to the sender: something to send, or stop */
 	int notify[2];		/* to the watcher: something changed */
 

@@ -114,6 +114,7 @@ deliver(struct receiver *r, const uint8_t *data, size_t len)
 
 	if (r->discard)
 		return (0);
+	s->bytes_in += len;
 	if (s->c.chat && s->c.classic)
 		term_show(s->c.label, data, len);
 	else if (s->c.chat)

@@ -46,6 +46,10 @@ seal(struct session *s, uint8_t *pkt, size_t ptlen)
 		return (-1);
 	}
 	session_trace_packet(s, "send", n, pkt, ptlen, type);
+	if (s->c.classic)
+		s->bytes_out += ptlen;
+	else if (type == PROTO_DATA)
+		s->bytes_out += ptlen - 1;
 	return (0);
 }
 
