@@ -29,12 +29,14 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +55,8 @@
 #define DEFAULT_WAIT	10
 #define DEFAULT_KEEPALIVE	60
 #define MIN_KEEPALIVE	30
+#define DEFAULT_PENDING	64	/* --max-pending */
+#define MAX_PENDING	1024
 
 static const char usage_text[] =
 "usage: x25519chat -l [HOST:]PORT [-k] [options]\n"
@@ -63,6 +67,7 @@ static const char usage_text[] =
 "  --classic          speak the original X25519-TCP-Chat protocol\n"
 "                     (no authentication)\n"
 "  -k                 after a peer leaves, listen for the next one\n"
+"  --max-pending N    handshakes in progress at once (default 64)\n"
 "  -w SECS            connect and handshake timeout (default 10)\n"
 "  -4 / -6            address family\n"
 "  -v                 more status (repeatable; -vv traces the cryptography)\n"
@@ -94,6 +99,7 @@ struct opts {
 	const char *psk;	/* --psk */
 	int suites;		/* PROTO_OFFER_* bits we may use (--cipher) */
 	int keepalive;		/* --keepalive SECS */
+	int max_pending;	/* --max-pending N */
 	int keygen, pubkey;	/* --keygen, --pubkey */
 	const char *keyfile;	/* operand of --keygen / --pubkey */
 };
@@ -141,7 +147,7 @@ valid_name(const char *name)
 
 enum {
 	OPT_CLASSIC = 256, OPT_KEYGEN, OPT_PUBKEY, OPT_PEER, OPT_KNOWN,
-	OPT_ALLOW, OPT_PSK, OPT_CIPHER, OPT_KEEPALIVE
+	OPT_ALLOW, OPT_PSK, OPT_CIPHER, OPT_KEEPALIVE, OPT_MAXPENDING
 };
 
 /* The options as given, before they are checked against each other. */
@@ -149,6 +155,7 @@ struct given {
 	const char *wait;
 	const char *cipher;
 	const char *keepalive;
+	const char *max_pending;
 	int v4, v6, quiet;
 };
 
@@ -166,6 +173,7 @@ scan_opts(int argc, char **argv, struct opts *o, struct given *g)
 		{ "psk", required_argument, NULL, OPT_PSK },
 		{ "cipher", required_argument, NULL, OPT_CIPHER },
 		{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
+		{ "max-pending", required_argument, NULL, OPT_MAXPENDING },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -192,6 +200,9 @@ scan_opts(int argc, char **argv, struct opts *o, struct given *g)
 			break;
 		case OPT_KEEPALIVE:
 			rc = once(&g->keepalive, optarg, "--keepalive");
+			break;
+		case OPT_MAXPENDING:
+			rc = once(&g->max_pending, optarg, "--max-pending");
 			break;
 		case 'k': rc = flag(&o->keep, "-k"); break;
 		case '4': rc = flag(&g->v4, "-4"); break;
@@ -235,7 +246,8 @@ check_keyfile_opts(int argc, char **argv, struct opts *o,
 		return (say_usage("--keygen and --pubkey cannot be combined"));
 	if (o->listen || o->connect || o->classic || o->keep || g->wait ||
 	    o->identity || o->name || o->peer || o->known || o->allow ||
-	    o->psk || g->cipher || g->keepalive || g->v4 || g->v6)
+	    o->psk || g->cipher || g->keepalive || g->max_pending || g->v4 ||
+	    g->v6)
 		return (say_usage("%s takes no other options", mode));
 	if (argc - optind > 1)
 		return (say_usage("unexpected argument: %s",
@@ -264,6 +276,8 @@ check_opts(struct opts *o, const struct given *g)
 		return (say_usage("--known-peers needs -c"));
 	if (o->allow != NULL && o->listen == NULL)
 		return (say_usage("--allow needs -l"));
+	if (g->max_pending != NULL && o->listen == NULL)
+		return (say_usage("--max-pending needs -l"));
 	bad = o->identity ? "-i" : o->name ? "-n" : o->peer ? "--peer" :
 	    o->known ? "--known-peers" : o->allow ? "--allow" :
 	    o->psk ? "--psk" : NULL;
@@ -296,6 +310,16 @@ check_opts(struct opts *o, const struct given *g)
 			    MIN_KEEPALIVE));
 		o->keepalive = (int)v;
 	}
+	if (g->max_pending != NULL) {
+		errno = 0;
+		v = strtol(g->max_pending, &end, 10);
+		if (!isdigit((unsigned char)g->max_pending[0]) ||
+		    *end != '\0' || errno != 0 || v < 1 || v > MAX_PENDING)
+			return (say_usage("--max-pending: %s: expected a "
+			    "number from 1 to %d", g->max_pending,
+			    MAX_PENDING));
+		o->max_pending = (int)v;
+	}
 	if (g->cipher != NULL) {
 		if (strcmp(g->cipher, "aesgcm") == 0)
 			o->suites = PROTO_OFFER_AESGCM;
@@ -318,6 +342,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 	memset(&g, 0, sizeof(g));
 	o->wait = DEFAULT_WAIT;
 	o->keepalive = DEFAULT_KEEPALIVE;
+	o->max_pending = DEFAULT_PENDING;
 	o->suites = PROTO_OFFER_AESGCM | PROTO_OFFER_CHACHAPOLY;
 	if ((rc = scan_opts(argc, argv, o, &g)) != 0)
 		return (rc);
@@ -457,6 +482,31 @@ trace_step(void *arg, const char *what, const uint8_t *buf, size_t len,
 	free(h);
 }
 
+/*
+ * In a listener, a connection that fails before its peer is known (a
+ * port scan, garbage, a timeout, a wrong PSK) is one line with -v; the
+ * connector, and a refused key, say it always.
+ */
+static int strays_quiet;
+
+static void fail(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+static void
+fail(const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (strays_quiet)
+		say_status(1, "%s", line);
+	else
+		say_error("%s", line);
+}
+
 /* Was rc the connection closing under us? */
 static int
 closed_under(int rc)
@@ -498,21 +548,21 @@ hello_failed(int rc, const struct proto_hello *h, int connector,
 {
 
 	if (rc == PROTO_EREFUSED && connector) {
-		say_error("%s refused the connection: %s", peer,
+		fail("%s refused the connection: %s", peer,
 		    proto_refusal_text(h->reason));
 		return (h->reason == PROTO_REFUSE_BUSY ? EXIT_RUNTIME :
 		    EXIT_SECURITY);
 	}
 	if (rc == PROTO_EREFUSED) {
-		say_error("refused %s: %s", peer, refused_why(h));
+		fail("refused %s: %s", peer, refused_why(h));
 		return (EXIT_SECURITY);
 	}
 	if (closed_under(rc))
-		say_error("handshake with %s failed: the %s closed the "
+		fail("handshake with %s failed: the %s closed the "
 		    "connection without a word", peer, connector ? "listener" :
 		    "peer");
 	else
-		say_error("handshake with %s failed: %s", peer,
+		fail("handshake with %s failed: %s", peer,
 		    proto_strerror(rc));
 	return (closed_under(rc) ? EXIT_SECURITY : say_exit_for(rc));
 }
@@ -524,7 +574,7 @@ hello_failed(int rc, const struct proto_hello *h, int connector,
  */
 static int
 hello(int sock, int connector, struct proto_hello *h, const struct opts *o,
-    const struct trust_keys *k, const char *peer, int64_t deadline)
+    const struct trust_keys *k, const char *peer, int busy, int64_t deadline)
 {
 	int suites = o->suites & proto_suites_available(), rc;
 
@@ -538,7 +588,7 @@ hello(int sock, int connector, struct proto_hello *h, const struct opts *o,
 		    h->f1, h->f1len, 0);
 		rc = proto_hello_connect(sock, h, deadline);
 	} else {
-		rc = proto_hello_accept(sock, h, suites, k->psk != NULL, 0,
+		rc = proto_hello_accept(sock, h, suites, k->psk != NULL, busy,
 		    deadline);
 		if (h->f1len > 0)
 			trace_step(NULL, "hello: frame 1 (version, suites, mode)",
@@ -568,7 +618,7 @@ handshake_failed(int rc, const struct proto_hs *hs, int connector,
 		why = "the connection closed during the handshake";
 		if (!connector && proto_hs_step(hs) == 2)
 			hint = " (the connector refused our key?)";
-		say_error("handshake with %s failed: %s%s", peer, why, hint);
+		fail("handshake with %s failed: %s%s", peer, why, hint);
 		return (EXIT_SECURITY);
 	}
 	if (rc == PROTO_EBADTAG || rc == PROTO_EBADMSG) {
@@ -577,7 +627,7 @@ handshake_failed(int rc, const struct proto_hs *hs, int connector,
 		else if (rc == PROTO_EBADTAG)
 			hint = " (the connection was tampered with)";
 	}
-	say_error("handshake with %s failed: %s%s", peer, why, hint);
+	fail("handshake with %s failed: %s%s", peer, why, hint);
 	return (say_exit_for(rc));
 }
 
@@ -635,7 +685,7 @@ report_peer(struct session_conf *c, struct first_contact *fc,
  */
 static int
 handshake(struct session_conf *c, struct first_contact *fc,
-    const struct opts *o, struct trust_keys *k, const char *peer)
+    const struct opts *o, struct trust_keys *k, const char *peer, int busy)
 {
 	uint8_t prologue[PROTO_PROLOGUEMAX];
 	int64_t deadline = proto_now_ms() + (int64_t)o->wait * 1000;
@@ -655,7 +705,7 @@ handshake(struct session_conf *c, struct first_contact *fc,
 	}
 	hp.suite = PROTO_CLASSIC;
 	if (!o->classic) {
-		if ((rc = hello(c->sock, c->initiator, &h, o, k, peer,
+		if ((rc = hello(c->sock, c->initiator, &h, o, k, peer, busy,
 		    deadline)) != 0)
 			return (rc);
 		hp.suite = h.choice;
@@ -683,22 +733,54 @@ handshake(struct session_conf *c, struct first_contact *fc,
 	else if ((rc = proto_hs_split(hs, &c->tx, &c->rx)) != 0) {
 		say_error("%s", proto_strerror(rc));
 		rc = EXIT_RUNTIME;
-	} else
+	} else {
+		if (!c->initiator)
+			say_status(0, "Client %s connected", peer);
 		rc = report_peer(c, fc, o, k, hs, &v, name, namelen);
+	}
 	proto_hs_free(hs);
 	return (rc);
 }
 
 /*
- * Run the handshake and then the session on the connected socket fd.
+ * A listener's session, and the one line that tells how it went: always
+ * with -k, where sessions follow one another on the same output, and
+ * with -v.  Return its exit status.
+ */
+static int
+serve_logged(struct session_conf *c, const struct opts *o, const char *peer)
+{
+	struct session_stats st;
+	int64_t t0 = proto_now_ms(), ms;
+	int rc;
+
+	memset(&st, 0, sizeof(st));
+	c->stats = &st;
+	rc = session_run(c);
+	c->stats = NULL;
+	ms = proto_now_ms() - t0;
+	say_status(o->keep ? 0 : 1, "Session with %s ended after %lld.%01lld "
+	    "s: %llu bytes in, %llu bytes out: %s (exit %d)", peer,
+	    (long long)(ms / 1000), (long long)(ms % 1000 / 100),
+	    (unsigned long long)st.in, (unsigned long long)st.out,
+	    rc == 0 ? "clean end" : st.result[0] != '\0' ? st.result :
+	    "failed", rc);
+	return (rc);
+}
+
+/*
+ * Run the handshake and then the session on the connected socket fd.  A
+ * listener's connection (nc) asks the listener for a session slot once
+ * its peer is authenticated, and is turned away as busy without one.
  * Return the exit status, after reporting any failure.
  */
 static int
-serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer)
+serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer,
+    struct net_conn *nc)
 {
 	struct session_conf c;
 	struct first_contact fc;
-	int rc;
+	int rc, slot;
 
 	memset(&c, 0, sizeof(c));
 	memset(&fc, 0, sizeof(fc));
@@ -713,15 +795,23 @@ serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer)
 	c.keep_out = o->keep;
 	net_nodelay(fd);
 
-	rc = handshake(&c, &fc, o, k, peer);
-	/* Without -k no other handshake will need our secrets. */
-	if (!o->keep) {
-		sodium_free(k->s);
-		sodium_free(k->psk);
-		k->s = k->psk = NULL;
-	}
-	if (rc == 0)
+	rc = handshake(&c, &fc, o, k, peer, nc != NULL && nc->busy);
+	/* No other handshake of this process will need our secrets. */
+	sodium_free(k->s);
+	sodium_free(k->psk);
+	k->s = k->psk = NULL;
+	strays_quiet = 0;
+	if (rc == 0 && nc != NULL && (slot = net_claim(nc)) != 1) {
+		if (slot == 0) {
+			say_status(0, "Turned %s away: busy with another "
+			    "session", peer);
+			session_refuse(&c, "busy");
+		}
+		rc = EXIT_RUNTIME;
+	} else if (rc == 0 && nc == NULL)
 		rc = session_run(&c);
+	else if (rc == 0)
+		rc = serve_logged(&c, o, peer);
 	proto_cipher_free(c.tx);
 	proto_cipher_free(c.rx);
 	return (rc);
@@ -731,17 +821,83 @@ serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer)
  * The two roles.
  */
 
+/* What each of the listener's connections needs. */
+struct listener {
+	const struct opts *o;
+	struct trust_keys *k;
+	struct timespec allow_mtime;	/* of --allow, when last read */
+};
+
+/* In a connection's own process: serve it.  Returns its exit status. */
+static int
+serve_conn(struct net_conn *nc, void *arg)
+{
+	struct listener *L = arg;
+	int rc;
+
+	/* The pipe that wakes a session on a signal: this process's own. */
+	if (session_init() != 0)
+		return (EXIT_RUNTIME);
+	strays_quiet = 1;
+	rc = serve(nc->fd, L->o, L->k, nc->peer, nc);
+	close(nc->fd);
+	/* This process ends here, not in main(). */
+	free(L->k->allow);
+	free(L->k->known_keys);
+	L->k->allow = NULL;
+	L->k->known_keys = NULL;
+	return (rc);
+}
+
 /*
- * The listener: accept connections and serve each in turn, only the
- * first without -k, and none after a signal has ended a session.  Return
- * the last exit status.
+ * Before each connection: read --allow again if it changed, as sshd
+ * reads authorized_keys.  A file that no longer reads admits nobody.
+ */
+static void
+reread_allow(void *arg)
+{
+	struct listener *L = arg;
+	struct trust_keys *k = L->k;
+	struct stat st;
+
+	if (L->o->allow == NULL)
+		return;
+	if (stat(L->o->allow, &st) != 0)
+		st.st_mtim.tv_sec = st.st_mtim.tv_nsec = -1;
+	else if (st.st_mtim.tv_sec == L->allow_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == L->allow_mtime.tv_nsec)
+		return;
+	free(k->allow);
+	k->allow = NULL;
+	k->nallow = 0;
+	if (trust_read_allow(k, L->o->allow) == 0 && k->nallow > 0)
+		say_status(1, "%s changed: %zu keys allowed now", L->o->allow,
+		    k->nallow);
+	else if (k->allow == NULL || k->nallow == 0) {
+		say_error("%s: no keys read: nobody is allowed in until it is "
+		    "fixed", L->o->allow);
+		free(k->allow);
+		/* Not NULL: an allow list that admits nobody. */
+		k->allow = calloc(1, PROTO_KEYBYTES);
+		k->nallow = 0;
+	}
+	L->allow_mtime = st.st_mtim;
+}
+
+/*
+ * The listener: each connection in a process of its own, which runs its
+ * handshake and, once the peer is authenticated and no other session
+ * runs, its session.  Without -k the first session's exit status is the
+ * listener's; with -k it serves until a signal.
  */
 static int
 run_listener(const struct opts *o, struct trust_keys *k, const char *host,
     const char *port)
 {
-	char peer[NET_ADDRLEN];
-	int lfd, fd, rc;
+	struct net_service sv;
+	struct listener L;
+	struct stat st;
+	int lfd, rc;
 
 	if ((lfd = net_listen(host, port, o->family)) == -1)
 		return (EXIT_RUNTIME);
@@ -749,19 +905,20 @@ run_listener(const struct opts *o, struct trust_keys *k, const char *host,
 		close(lfd);
 		return (EXIT_RUNTIME);
 	}
-	for (;;) {
-		if ((fd = net_accept(lfd, peer, sizeof(peer))) == -1) {
-			close(lfd);
-			return (EXIT_RUNTIME);
-		}
-		say_status(0, "Client %s connected", peer);
-		rc = serve(fd, o, k, peer);
-		close(fd);
-		if (!o->keep || session_signal() != 0)
-			break;
-		say_status(1, "Listening for the next peer.");
-	}
-	close(lfd);
+	memset(&L, 0, sizeof(L));
+	L.o = o;
+	L.k = k;
+	if (o->allow != NULL && stat(o->allow, &st) == 0)
+		L.allow_mtime = st.st_mtim;
+	memset(&sv, 0, sizeof(sv));
+	sv.max_pending = o->max_pending;
+	sv.max_sessions = 1;
+	sv.keep = o->keep;
+	sv.wait = o->wait;
+	sv.serve = serve_conn;
+	sv.before_fork = reread_allow;
+	sv.arg = &L;
+	rc = net_serve(lfd, &sv);
 	return (rc);
 }
 
@@ -780,7 +937,7 @@ run_connector(const struct opts *o, struct trust_keys *k, const char *host,
 		close(fd);
 		return (EXIT_RUNTIME);
 	}
-	rc = serve(fd, o, k, k->hostport);
+	rc = serve(fd, o, k, k->hostport, NULL);
 	close(fd);
 	return (rc);
 }
@@ -860,10 +1017,11 @@ main(int argc, char **argv)
 
 	memset(&k, 0, sizeof(k));
 	if ((rc = setup_keys(&o, &k, host, pbuf)) == 0) {
-		if (session_init() != 0)
-			rc = EXIT_RUNTIME;
-		else if (o.listen != NULL)
+		/* A listener's connections each prepare their own. */
+		if (o.listen != NULL)
 			rc = run_listener(&o, &k, host, pbuf);
+		else if (session_init() != 0)
+			rc = EXIT_RUNTIME;
 		else
 			rc = run_connector(&o, &k, host, pbuf);
 	}

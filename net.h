@@ -64,4 +64,66 @@ int net_connect(const char *host, const char *port, int family,
  */
 void net_nodelay(int fd);
 
+/*
+ * The service: a listener that stays up.  Each accepted connection gets a
+ * process of its own, forked from the listener, which runs the handshake
+ * and, once the peer is authenticated and a session slot is free, the
+ * session.  The listener itself only accepts, counts and reaps: a stray
+ * connection, a failed handshake or a crash ends that process alone.
+ */
+
+/* What the process of one connection knows of it. */
+struct net_conn {
+	int fd;				/* the connected socket */
+	char peer[NET_ADDRLEN];		/* "ADDR:PORT" or "[ADDR]:PORT" */
+	char addr[NI_MAXHOST];		/* the plain IP (IPv4 if mapped) */
+	char port[NI_MAXSERV];		/* its decimal port */
+	int busy;			/* no session slot was free when it
+					 * was accepted: refuse at the hello */
+	int ctl;			/* to the listener, for net_claim() */
+};
+
+/*
+ * Called in the connection's own process; returns its exit status.  It
+ * must call net_claim() once its peer is authenticated and before the
+ * session, and run the session only if granted.
+ */
+typedef int net_serve_fn(struct net_conn *nc, void *arg);
+
+/* How the service runs. */
+struct net_service {
+	int max_pending;	/* handshakes at once (each a process) */
+	int max_sessions;	/* sessions at once */
+	int keep;		/* -k: serve until a signal; else end after
+				 * the first session granted a slot */
+	int wait;		/* -w: seconds a handshake may take */
+	net_serve_fn *serve;	/* run in each connection's process */
+	void (*before_fork)(void *arg);	/* NULL, or called before each
+				 * fork: a chance to reread trust files */
+	void *arg;		/* for both */
+};
+
+/*
+ * net_serve(lfd, sv):
+ * Accept connections on lfd, each in a process of its own running
+ * sv->serve(), at most sv->max_pending of them before their sessions:
+ * when that many wait, a newcomer ends the oldest pending connection of
+ * the source address (IPv6: the /64) that holds the most.  Session slots
+ * are granted through net_claim(), at most sv->max_sessions at once.
+ * Without sv->keep, return the exit status of the first connection
+ * granted a slot, once it ends (the others are ended then); with it, run
+ * until SIGINT, SIGTERM, SIGHUP or SIGQUIT.  After a signal, pass it on to
+ * every connection's process, wait for them all, and return 128 plus its
+ * number.  Return EXIT_RUNTIME after reporting a failure of its own.
+ */
+int net_serve(int lfd, const struct net_service *sv);
+
+/*
+ * net_claim(nc):
+ * In a connection's process, whose peer is now authenticated: ask the
+ * listener for a session slot.  Return 1 if granted, 0 if none is free
+ * (the listener is busy), -1 if the listener is gone.
+ */
+int net_claim(struct net_conn *nc);
+
 #endif /* !NET_H */

@@ -951,8 +951,18 @@ class Case:
         return chunk_frame(self.proto_of[side], side, NCHUNK - 1) + \
             len(self.tails[side])
 
+    def stray(self):
+        """Whether the listener is to fail before its session: it then
+        tells of it in one line (with -v) and listens on."""
+        want = self.err.get("L")
+        first = want[0] if isinstance(want, list) and want else want
+        return isinstance(first, str) and 0 not in self.rc["L"] and (
+            first.startswith(R_HS) or first.startswith("^refused "))
+
     def argv(self, side):
         w = ["-w", str(self.wait[side])]
+        if side == "L" and self.stray():
+            w.append("-v")
         if self.proto_of[side] == CLASSIC:
             return ["--classic"] + w
         if self.psk.get(side):
@@ -985,8 +995,12 @@ class Case:
                                      daemon=True)
                 t.start()
                 feeders.append(t)
-            for side in "LC":
-                procs[side].wait(max(0.1, deadline - time.monotonic()))
+            if self.stray():
+                procs["C"].wait(max(0.1, deadline - time.monotonic()))
+                settle_stray(procs["L"], self.err["L"], deadline)
+            else:
+                for side in "LC":
+                    procs[side].wait(max(0.1, deadline - time.monotonic()))
             m.close()
             for t in feeders:
                 t.join(2)
@@ -1044,6 +1058,9 @@ class Case:
         for side in "LC":
             p, who = procs[side], WHO[side]
             rc, errs = p.rc, error_lines(p.err())
+            if side == "L" and self.stray():
+                why += stray_wrong(p, self.err["L"])
+                continue
             if rc is None:
                 why.append("%s hung (killed after %ds)" % (who, self.limit))
                 continue
@@ -1079,6 +1096,55 @@ class Case:
             why.append("stderr: listener %r, connector %r" % (
                 procs["L"].err()[-400:], procs["C"].err()[-400:]))
         return why
+
+
+STRAY = "listening on"
+
+
+def stray_regex(want):
+    return want[0] if isinstance(want, list) else want
+
+
+def stray_told(p, want):
+    """The lines (less any "x25519chat: ") in which a listener told of a
+    stray connection, matching want."""
+    rx = re.compile(stray_regex(want))
+    lines = [ln[len("x25519chat: "):] if ln.startswith("x25519chat: ")
+             else ln for ln in p.err().splitlines()]
+    return [ln for ln in lines if rx.search(ln)]
+
+
+def settle_stray(p, want, deadline):
+    """A listener whose connection failed before its session: wait until
+    it has told of it (one line matching want), then a moment more, in
+    which it must not exit; its rc is then STRAY, and it is ended."""
+    while p.alive() and time.monotonic() < deadline and not \
+            stray_told(p, want):
+        time.sleep(0.01)
+    if p.wait(0.3) is None:
+        p.rc = STRAY
+
+
+def stray_wrong(p, want, refused=False):
+    """What is wrong with a listener that was to treat our connection as a
+    stray: one line about it (an error line for a refused key, which is
+    always told; else a status line, shown with -v)."""
+    why = []
+    told = stray_told(p, want)
+    if p.rc != STRAY:
+        why.append("the listener exited %s instead of listening on" % p.rc)
+    if len(told) != 1:
+        why.append("the listener told of the stray in %d lines matching "
+                   "/%s/, expected 1" % (len(told), stray_regex(want)))
+    if error_lines(p.err()) != (told if refused else []):
+        why.append("the listener printed error lines %r for a stray%s" % (
+            error_lines(p.err()), "" if refused else
+            " (told as status, with -v)"))
+    if p.out():
+        why.append("the listener wrote %s" % short(p.out()))
+    if CODE.findall(p.err()):
+        why.append("the listener showed a session code")
+    return why
 
 
 def dev_full():
@@ -2533,7 +2599,8 @@ def active_case(what, largs=(), cargs=(), psk=False, known=False,
                 for s in "LC":
                     extra[s] += ["--psk", secret_file(homes[s], raw)]
             lp, port = listen(homes["L"], ["-i", KEYS["L"], "-w", "5"] +
-                              extra["L"], stdin=subprocess.PIPE)
+                              extra["L"] + ([] if want is None else ["-v"]),
+                              stdin=subprocess.PIPE)
             procs["L"] = track(lp)
             give(lp, data["L"])
             if port is None:
@@ -2548,8 +2615,14 @@ def active_case(what, largs=(), cargs=(), psk=False, known=False,
                                      kp] + extra["C"], homes["C"],
                                     stdin=subprocess.PIPE))
             give(procs["C"], data["C"])
-            for s in "LC":
-                procs[s].wait(CASE_LIMIT)
+            if want is None:
+                for s in "LC":
+                    procs[s].wait(CASE_LIMIT)
+            else:
+                # The listener refuses before its session: it listens on.
+                procs["C"].wait(CASE_LIMIT)
+                settle_stray(procs["L"], want[1],
+                             time.monotonic() + CASE_LIMIT)
             mitm.close()
             why = []
             rcs = (procs["L"].rc, procs["C"].rc)
@@ -2573,7 +2646,10 @@ def active_case(what, largs=(), cargs=(), psk=False, known=False,
                 if b64(mitm.key.public.data) not in text:
                     why.append("known_peers holds %r" % text)
             else:
-                for s, rc, rx in (("L",) + want[:2], ("C",) + want[2:]):
+                why += ["listener: " + w for w in stray_wrong(
+                    procs["L"], want[1], refused=want[1] in (
+                        "--peer", "not in the --allow list"))]
+                for s, rc, rx in (("C",) + want[2:],):
                     p = procs[s]
                     errs = error_lines(p.err())
                     if p.rc != rc or len(errs) != 1 or \
@@ -3026,8 +3102,9 @@ def slow_task(proto, role, trickling):
     how = "trickles a valid handshake one byte every 0.25 s" if trickling \
         else "sends nothing"
     name = "%s, x25519chat as %s, -w 1, a peer that connects and %s -> " \
-        "dropped after about 1 s: exit 1 'timed out', nothing shown" % (
-            proto, role, how)
+        "dropped after about 1 s: %s, nothing shown" % (
+            proto, role, how, "one line 'timed out' (with -v), and it "
+            "listens on" if role == "listener" else "exit 1 'timed out'")
 
     def run():
         home = Home()
@@ -3037,7 +3114,8 @@ def slow_task(proto, role, trickling):
                                           "C"]])
         try:
             if role == "listener":
-                proc, port = listen(home, args, stdin=subprocess.PIPE)
+                proc, port = listen(home, args + ["-v"],
+                                    stdin=subprocess.PIPE)
                 track(proc)
                 give(proc, b"must never be sent\n")
                 if port is None:
@@ -3055,13 +3133,23 @@ def slow_task(proto, role, trickling):
             sock.settimeout(5)
             if trickling:
                 trickle_handshake(proto, role, sock, proc)
-            rc = proc.wait(CASE_LIMIT)
-            elapsed = time.monotonic() - started
             why = []
-            errs = error_lines(proc.err())
-            if rc != 1 or len(errs) != 1 or not re.search(R_TIMEOUT,
-                                                          errs[0]):
-                why.append("exit %s, errors %r" % (rc, errs))
+            if role == "listener":
+                # A stray: its line, then the listener listens on.
+                end = time.monotonic() + CASE_LIMIT
+                while not stray_told(proc, R_TIMEOUT) and proc.alive() and \
+                        time.monotonic() < end:
+                    time.sleep(0.01)
+                elapsed = time.monotonic() - started
+                settle_stray(proc, R_TIMEOUT, end)
+                why += stray_wrong(proc, R_TIMEOUT)
+            else:
+                rc = proc.wait(CASE_LIMIT)
+                elapsed = time.monotonic() - started
+                errs = error_lines(proc.err())
+                if rc != 1 or len(errs) != 1 or not re.search(R_TIMEOUT,
+                                                              errs[0]):
+                    why.append("exit %s, errors %r" % (rc, errs))
             if not 0.8 <= elapsed <= 5:
                 why.append("took %.2f s" % elapsed)
             if proc.out():
@@ -3081,7 +3169,7 @@ def keep_task(proto):
     """-k -w 1: a silent peer and a trickling one are each dropped after
     about a second; then a real x25519chat connector is served."""
     name = "%s, -k -w 1 listener: a silent peer and a trickling one " \
-        "each dropped after about 1 s ('timed out'), then a good " \
+        "each dropped after about 1 s ('timed out', with -v), then a good " \
         "connector served normally, and it goes on listening" % proto
 
     def run():
@@ -3091,7 +3179,7 @@ def keep_task(proto):
         cdata = b"from the connector %s\n" % os.urandom(6).hex().encode()
         extra = ["--classic"] if proto == CLASSIC else ["-i", KEYS["L"]]
         try:
-            lp, port = listen(home_l, ["-k", "-w", "1"] + extra,
+            lp, port = listen(home_l, ["-k", "-w", "1", "-v"] + extra,
                               stdin=subprocess.PIPE)
             track(lp)
             give(lp, ldata)
@@ -3146,9 +3234,10 @@ def keep_task(proto):
             if not lp.alive():
                 why.append("the listener exited (%s)" % lp.p.poll())
             errs = error_lines(lp.err())
-            if len(errs) != 2 or not all(re.search(R_TIMEOUT, e)
-                                         for e in errs):
-                why.append("listener error lines %r" % errs)
+            if errs or len(stray_told(lp, R_TIMEOUT)) != 2:
+                why.append("listener: error lines %r, lines 'timed out' "
+                           "%r, expected no error and two such lines (-v)"
+                           % (errs, stray_told(lp, R_TIMEOUT)))
             return why
         finally:
             for p in (lp, cp):

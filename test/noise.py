@@ -802,6 +802,11 @@ class Rig:
         if psk is not None:
             argv += ["--psk", secret_file(self.home, psk)]
         argv += list(args)
+        # A listener tells of a connection that fails before its session
+        # (a stray) in one line, with -v, and listens on: see end().
+        if role == "listener" and "-q" not in argv and "-v" not in argv \
+                and "-vv" not in argv:
+            argv.append("-v")
         self.stdin = stdin_for(stdin)
         self.stdin_data = stdin if isinstance(stdin, bytes) else None
         self.server, self.own_server = server, False
@@ -873,8 +878,30 @@ class Rig:
             self.proc.p.stdin.close()
 
     def end(self, timeout=WAIT):
-        """x25519chat's exit status, or None if it had to be killed."""
-        return self.proc.wait(timeout)
+        """x25519chat's exit status, or None if it had to be killed; for a
+        listener whose connection from us failed before its session, STRAY
+        once it has said so in a line naming our address, if it is then
+        still listening."""
+        if self.role != "listener" or self.link is None:
+            return self.proc.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while self.proc.alive() and time.monotonic() < deadline:
+            if self.stray_lines():
+                # A listener about to exit must be seen doing so.
+                return self.proc.wait(0.3) if self.proc.wait(0.3) \
+                    is not None else STRAY
+            time.sleep(0.01)
+        return self.proc.wait(max(0.1, deadline - time.monotonic()))
+
+    def stray_lines(self):
+        """The lines of a listener's stderr that tell of our connection
+        failing before its session."""
+        try:
+            me = "127.0.0.1:%d" % self.link.sock.getsockname()[1]
+        except OSError:
+            return []
+        return [ln for ln in self.err().splitlines() if me in ln and
+                not ln.startswith(("Client ", "Session with "))]
 
     def out(self):
         return self.proc.out()
@@ -901,6 +928,9 @@ class Rig:
             self.home.cleanup()
 
 
+STRAY = "a stray"
+
+
 def error_lines(err):
     return [ln for ln in err.splitlines() if ln.startswith("x25519chat: ")]
 
@@ -918,7 +948,11 @@ def short(data, limit=60):
 
 def ended(rig, rc, want_rc, want_out, err_has=None):
     """Why x25519chat's end is not the expected one ("" if it is): exit
-    status, one error line on failure (none on success), stdout."""
+    status, one error line on failure (none on success), stdout.  A
+    listener whose handshake with us failed (want_rc 1 or 3) must instead
+    be a stray: one line about it, and listening on."""
+    if rig.role == "listener" and want_rc in (1, 3) and rc != want_rc:
+        return ended_stray(rig, rc, want_out, err_has)
     errs = error_lines(rig.err())
     why = []
     if rc != want_rc:
@@ -932,6 +966,27 @@ def ended(rig, rc, want_rc, want_out, err_has=None):
     out = rig.out()
     if out != want_out:
         why.append("stdout %s, expected %s" % (short(out), short(want_out)))
+    if why:
+        why.append("stderr %r" % rig.err()[-600:])
+    return "; ".join(why)
+
+
+def ended_stray(rig, rc, want_out, err_has):
+    """As ended(), for a listener whose connection from us failed before
+    its session."""
+    why = []
+    lines = rig.stray_lines()
+    if rc != STRAY:
+        why.append("exit %s, expected a stray: one line, and listening on"
+                   % rc)
+    if len(lines) != 1:
+        why.append("%d lines about our connection, expected 1: %r" % (
+            len(lines), lines))
+    elif err_has is not None and err_has not in lines[0]:
+        why.append("its line does not mention %r" % err_has)
+    if rig.out() != want_out:
+        why.append("stdout %s, expected %s" % (short(rig.out()),
+                                                short(want_out)))
     if why:
         why.append("stderr %r" % rig.err()[-600:])
     return "; ".join(why)
@@ -1595,13 +1650,14 @@ def pair_refusal(what, largs, cargs, want_words):
     home_l, home_c = Home(), Home()
     try:
         lst, con = run_pair(largs(home_l), cargs(home_c), b"x", b"y",
-                            home_l, home_c)
+                            home_l, home_c, stray=True)
         errs_c, errs_l = error_lines(con.err()), error_lines(lst.err())
-        ok = (lst.rc == 3 and con.rc == 3 and len(errs_c) == 1 and
-              len(errs_l) == 1 and want_words in errs_c[0] and
+        ok = (lst.rc == STRAY and con.rc == 3 and len(errs_c) == 1 and
+              not errs_l and want_words in errs_c[0] and
               not lst.out() and not con.out())
-        check("hello between two x25519chat, %s: both exit 3, the connector "
-              "says %r" % (what, want_words), ok,
+        check("hello between two x25519chat, %s: the connector exits 3 and "
+              "says %r; the listener, quiet without -v, listens on" % (
+                  what, want_words), ok,
               "exit %s/%s, connector %r, listener %r" % (
                   lst.rc, con.rc, errs_c, errs_l))
     finally:
@@ -1640,7 +1696,7 @@ def frames_of(data):
     return out, data[off:]
 
 
-def relay_pair(edit1, edit2, largs, cargs, data_l, data_c):
+def relay_pair(edit1, edit2, largs, cargs, data_l, data_c, stray=False):
     """An x25519chat listener and an x25519chat connector talking through
     us: frame 1 passes through edit1, frame 2 through edit2, and every
     later byte as it is.  Return (listener Proc, connector Proc, hello
@@ -1691,7 +1747,10 @@ def relay_pair(edit1, edit2, largs, cargs, data_l, data_c):
         for t in pumps:
             t.start()
         con.wait(WAIT)
-        lst.wait(WAIT)
+        if stray:
+            settle_stray(lst)
+        else:
+            lst.wait(WAIT)
         for t in pumps:
             t.join(WAIT)
         return lst, con, (f1, f2), bytes(seen["c"]), bytes(seen["l"])
@@ -1730,16 +1789,16 @@ def downgrade(what, edit1, edit2, largs, cargs, at_msg2):
     cross; at_msg2: the connector fails message 2 (its tag)."""
     lst, con, (f1, f2), from_c, from_l = relay_pair(
         edit1, edit2, largs, cargs, b"listener's data\n",
-        b"connector's data\n")
+        b"connector's data\n", stray=True)
     try:
         fc, rest_c = frames_of(from_c)
         fl, rest_l = frames_of(from_l)
         why = []
         errs_c = error_lines(con.err())
-        if lst.rc != 3 or con.rc != 3:
+        if lst.rc != STRAY or con.rc != 3:
             why.append("exit %s (listener), %s (connector)" % (lst.rc,
                                                                con.rc))
-        if len(errs_c) != 1 or len(error_lines(lst.err())) != 1:
+        if len(errs_c) != 1 or error_lines(lst.err()):
             why.append("error lines %r / %r" % (error_lines(lst.err()),
                                                 errs_c))
         if at_msg2 and not (errs_c and "tag" in errs_c[0]):
@@ -1756,8 +1815,9 @@ def downgrade(what, edit1, edit2, largs, cargs, at_msg2):
         if why:
             why.append("stderr %r / %r" % (lst.err()[-300:],
                                            con.err()[-300:]))
-        check("downgrade: a relay %s (hello %s|%s became %s|%s) -> exit 3 "
-              "both%s, nothing delivered, no message 3" % (
+        check("downgrade: a relay %s (hello %s|%s became %s|%s) -> the "
+              "connector exits 3%s, the listener listens on, nothing "
+              "delivered, no message 3" % (
                   what, f1.hex(), f2.hex(), edit1(f1).hex(), edit2(f2).hex(),
                   ", message 2 fails at the connector" if at_msg2 else ""),
               not why, "; ".join(why))
@@ -2716,9 +2776,18 @@ class Trace:
         return [s for s in self.steps if s[2] is not None]
 
 
-def run_pair(args_l, args_c, data_l, data_c, home_l, home_c):
+def settle_stray(lst):
+    """A listener whose connector failed before the session listens on:
+    its rc becomes STRAY if it still runs a moment later (it is then
+    ended), else its exit status."""
+    lst.rc = STRAY if lst.wait(0.5) is None else lst.rc
+
+
+def run_pair(args_l, args_c, data_l, data_c, home_l, home_c, stray=False):
     """Two x25519chat processes talking; return (listener, connector)
-    Procs after both ended (rc in .rc), or raise if one did not start."""
+    Procs after both ended (rc in .rc), or raise if one did not start.
+    With stray, the connector is to fail before the session: see
+    settle_stray()."""
     lst, port = listen(home_l, args_l, stdin=stdin_for(data_l))
     STARTED.append(lst)
     if port is None:
@@ -2727,7 +2796,10 @@ def run_pair(args_l, args_c, data_l, data_c, home_l, home_c):
                stdin=stdin_for(data_c))
     STARTED.append(con)
     con.wait(WAIT)
-    lst.wait(WAIT)
+    if stray:
+        settle_stray(lst)
+    else:
+        lst.wait(WAIT)
     return lst, con
 
 

@@ -33,6 +33,7 @@ suite noise "$PY" test/noise.py
 suite attack "$PY" test/attack.py
 suite cli "$PY" test/cli.py
 suite delivery "$PY" test/delivery.py
+suite listen "$PY" test/listen.py
 suite terminal expect test/chat.exp
 suite bounds "$PY" test/bounds.py
 suite docs sh test/docs.sh
