@@ -18,7 +18,7 @@ override LDFLAGS += -pthread
 override LDLIBS += $(shell $(PKG_CONFIG) --libs libsodium 2>/dev/null || echo -lsodium)
 
 OBJS = chat.o say.o term.o trust.o net.o session.o session_send.o \
-	session_recv.o proto.o handshake.o sodium_shim.o
+	session_recv.o session_exec.o proto.o handshake.o sodium_shim.o
 LIBOBJS = proto.o handshake.o sodium_shim.o
 TESTS = test/unit
 

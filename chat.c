@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -57,6 +58,8 @@
 #define MIN_KEEPALIVE	30
 #define DEFAULT_PENDING	64	/* --max-pending */
 #define MAX_PENDING	1024
+#define DEFAULT_SESSIONS	16	/* --max-sessions, with -e */
+#define MAX_SESSIONS	1024
 
 static const char usage_text[] =
 "usage: x25519chat -l [HOST:]PORT [-k] [options]\n"
@@ -68,6 +71,10 @@ static const char usage_text[] =
 "                     (no authentication)\n"
 "  -k                 after a peer leaves, listen for the next one\n"
 "  --max-pending N    handshakes in progress at once (default 64)\n"
+"  -e, --exec CMD     run /bin/sh -c CMD for each session, its stdin and\n"
+"                     stdout the session's (listener; needs --allow,\n"
+"                     --peer or --psk)\n"
+"  --max-sessions N   sessions at once with -e (default 16)\n"
 "  -w SECS            connect and handshake timeout (default 10)\n"
 "  -4 / -6            address family\n"
 "  -v                 more status (repeatable; -vv traces the cryptography)\n"
@@ -100,6 +107,8 @@ struct opts {
 	int suites;		/* PROTO_OFFER_* bits we may use (--cipher) */
 	int keepalive;		/* --keepalive SECS */
 	int max_pending;	/* --max-pending N */
+	int max_sessions;	/* --max-sessions N */
+	const char *exec;	/* -e CMD */
 	int keygen, pubkey;	/* --keygen, --pubkey */
 	const char *keyfile;	/* operand of --keygen / --pubkey */
 };
@@ -147,7 +156,8 @@ valid_name(const char *name)
 
 enum {
 	OPT_CLASSIC = 256, OPT_KEYGEN, OPT_PUBKEY, OPT_PEER, OPT_KNOWN,
-	OPT_ALLOW, OPT_PSK, OPT_CIPHER, OPT_KEEPALIVE, OPT_MAXPENDING
+	OPT_ALLOW, OPT_PSK, OPT_CIPHER, OPT_KEEPALIVE, OPT_MAXPENDING,
+	OPT_MAXSESSIONS
 };
 
 /* The options as given, before they are checked against each other. */
@@ -156,6 +166,7 @@ struct given {
 	const char *cipher;
 	const char *keepalive;
 	const char *max_pending;
+	const char *max_sessions;
 	int v4, v6, quiet;
 };
 
@@ -174,6 +185,8 @@ scan_opts(int argc, char **argv, struct opts *o, struct given *g)
 		{ "cipher", required_argument, NULL, OPT_CIPHER },
 		{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
 		{ "max-pending", required_argument, NULL, OPT_MAXPENDING },
+		{ "max-sessions", required_argument, NULL, OPT_MAXSESSIONS },
+		{ "exec", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -181,7 +194,7 @@ scan_opts(int argc, char **argv, struct opts *o, struct given *g)
 	int ch, rc = 0;
 
 	opterr = 0;
-	while (rc == 0 && (ch = getopt_long(argc, argv, ":l:c:kw:46vqi:n:hV",
+	while (rc == 0 && (ch = getopt_long(argc, argv, ":l:c:kw:46vqi:n:e:hV",
 	    longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'l': rc = once(&o->listen, optarg, "-l"); break;
@@ -204,6 +217,10 @@ scan_opts(int argc, char **argv, struct opts *o, struct given *g)
 		case OPT_MAXPENDING:
 			rc = once(&g->max_pending, optarg, "--max-pending");
 			break;
+		case OPT_MAXSESSIONS:
+			rc = once(&g->max_sessions, optarg, "--max-sessions");
+			break;
+		case 'e': rc = once(&o->exec, optarg, "-e"); break;
 		case 'k': rc = flag(&o->keep, "-k"); break;
 		case '4': rc = flag(&g->v4, "-4"); break;
 		case '6': rc = flag(&g->v6, "-6"); break;
@@ -246,8 +263,8 @@ check_keyfile_opts(int argc, char **argv, struct opts *o,
 		return (say_usage("--keygen and --pubkey cannot be combined"));
 	if (o->listen || o->connect || o->classic || o->keep || g->wait ||
 	    o->identity || o->name || o->peer || o->known || o->allow ||
-	    o->psk || g->cipher || g->keepalive || g->max_pending || g->v4 ||
-	    g->v6)
+	    o->psk || g->cipher || g->keepalive || g->max_pending ||
+	    g->max_sessions || o->exec || g->v4 || g->v6)
 		return (say_usage("%s takes no other options", mode));
 	if (argc - optind > 1)
 		return (say_usage("unexpected argument: %s",
@@ -278,6 +295,18 @@ check_opts(struct opts *o, const struct given *g)
 		return (say_usage("--allow needs -l"));
 	if (g->max_pending != NULL && o->listen == NULL)
 		return (say_usage("--max-pending needs -l"));
+	if (o->exec != NULL && o->listen == NULL)
+		return (say_usage("-e needs -l"));
+	if (g->max_sessions != NULL && o->exec == NULL)
+		return (say_usage("--max-sessions needs -e: a listener without "
+		    "it runs one session at a time"));
+	if (o->exec != NULL && o->classic)
+		return (say_usage("-e cannot be used with --classic: anyone "
+		    "could run the command"));
+	if (o->exec != NULL && o->allow == NULL && o->peer == NULL &&
+	    o->psk == NULL)
+		return (say_usage("-e needs --allow, --peer or --psk: "
+		    "otherwise anyone could run the command"));
 	bad = o->identity ? "-i" : o->name ? "-n" : o->peer ? "--peer" :
 	    o->known ? "--known-peers" : o->allow ? "--allow" :
 	    o->psk ? "--psk" : NULL;
@@ -320,6 +349,16 @@ check_opts(struct opts *o, const struct given *g)
 			    MAX_PENDING));
 		o->max_pending = (int)v;
 	}
+	if (g->max_sessions != NULL) {
+		errno = 0;
+		v = strtol(g->max_sessions, &end, 10);
+		if (!isdigit((unsigned char)g->max_sessions[0]) ||
+		    *end != '\0' || errno != 0 || v < 1 || v > MAX_SESSIONS)
+			return (say_usage("--max-sessions: %s: expected a "
+			    "number from 1 to %d", g->max_sessions,
+			    MAX_SESSIONS));
+		o->max_sessions = (int)v;
+	}
 	if (g->cipher != NULL) {
 		if (strcmp(g->cipher, "aesgcm") == 0)
 			o->suites = PROTO_OFFER_AESGCM;
@@ -343,6 +382,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 	o->wait = DEFAULT_WAIT;
 	o->keepalive = DEFAULT_KEEPALIVE;
 	o->max_pending = DEFAULT_PENDING;
+	o->max_sessions = DEFAULT_SESSIONS;
 	o->suites = PROTO_OFFER_AESGCM | PROTO_OFFER_CHACHAPOLY;
 	if ((rc = scan_opts(argc, argv, o, &g)) != 0)
 		return (rc);
@@ -430,10 +470,12 @@ setup_keys(const struct opts *o, struct trust_keys *k, const char *host,
  * A session from handshake to end.
  */
 
-/* A connector's first contact: the listener's key, to be recorded. */
+/* What the handshake learnt of the peer: its key (to record, for a
+ * connector's first contact) and the session code, if shown. */
 struct first_contact {
 	const struct trust_keys *k;
 	uint8_t rs[PROTO_KEYBYTES];
+	char code[PROTO_CODELEN + 1];
 };
 
 /*
@@ -656,9 +698,9 @@ report_peer(struct session_conf *c, struct first_contact *fc,
 		}
 		return (0);
 	}
+	memcpy(fc->rs, rs, PROTO_KEYBYTES);
 	if (v->first_contact) {
 		fc->k = k;
-		memcpy(fc->rs, rs, PROTO_KEYBYTES);
 		c->first_packet = record_peer;
 		c->first_arg = fc;
 	}
@@ -666,15 +708,39 @@ report_peer(struct session_conf *c, struct first_contact *fc,
 	shown[term_sanitize(shown, name, namelen)] = '\0';
 	say_status(0, "Peer key: %s%s%s%s", b64, namelen > 0 ? " (\"" : "",
 	    shown, namelen > 0 ? "\")" : "");
-	/* 65537 hashes are worth it only for a code someone reads. */
-	if (say_verbosity() >= 0) {
+	/* 65537 hashes are worth it only for a code someone reads: a
+	 * listener running commands shows it only with -v. */
+	if (say_verbosity() >= (o->exec != NULL ? 1 : 0)) {
 		proto_session_code(code, proto_hs_h2(hs));
 		say_status(0, "Session code: %s  Compare this code with your "
 		    "peer's: if it differs, someone is in the middle.", code);
+		memcpy(fc->code, code, sizeof(fc->code));
 	}
 	if (namelen > 0)
 		snprintf(c->label, sizeof(c->label), "[%s]", shown);
 	return (0);
+}
+
+/*
+ * A listener's connection asks whether it is busy once the hello has
+ * come, not when it was accepted: a session may have ended in between.
+ * The connector has none to ask (0).
+ */
+static int
+busy_now(struct net_conn *nc, int64_t deadline)
+{
+	struct pollfd pfd;
+	int64_t left;
+	int busy;
+
+	if (nc == NULL)
+		return (0);
+	pfd.fd = nc->fd;
+	pfd.events = POLLIN;
+	while ((left = deadline - proto_now_ms()) > 0 &&
+	    poll(&pfd, 1, (int)left) == -1 && errno == EINTR)
+		;
+	return ((busy = net_busy(nc)) == -1 ? nc->busy : busy);
 }
 
 /*
@@ -685,7 +751,8 @@ report_peer(struct session_conf *c, struct first_contact *fc,
  */
 static int
 handshake(struct session_conf *c, struct first_contact *fc,
-    const struct opts *o, struct trust_keys *k, const char *peer, int busy)
+    const struct opts *o, struct trust_keys *k, const char *peer,
+    struct net_conn *nc)
 {
 	uint8_t prologue[PROTO_PROLOGUEMAX];
 	int64_t deadline = proto_now_ms() + (int64_t)o->wait * 1000;
@@ -705,8 +772,8 @@ handshake(struct session_conf *c, struct first_contact *fc,
 	}
 	hp.suite = PROTO_CLASSIC;
 	if (!o->classic) {
-		if ((rc = hello(c->sock, c->initiator, &h, o, k, peer, busy,
-		    deadline)) != 0)
+		if ((rc = hello(c->sock, c->initiator, &h, o, k, peer,
+		    busy_now(nc, deadline), deadline)) != 0)
 			return (rc);
 		hp.suite = h.choice;
 		hp.prologuelen = proto_hello_prologue(&h, prologue);
@@ -742,29 +809,96 @@ handshake(struct session_conf *c, struct first_contact *fc,
 	return (rc);
 }
 
+/* A listener's session ended cleanly: its slot is free for the next. */
+static void
+release_slot(void *arg)
+{
+
+	net_release(arg);
+}
+
 /*
  * A listener's session, and the one line that tells how it went: always
  * with -k, where sessions follow one another on the same output, and
  * with -v.  Return its exit status.
  */
 static int
-serve_logged(struct session_conf *c, const struct opts *o, const char *peer)
+serve_logged(struct session_conf *c, const struct opts *o, const char *peer,
+    struct session_stats *st)
 {
-	struct session_stats st;
 	int64_t t0 = proto_now_ms(), ms;
 	int rc;
 
-	memset(&st, 0, sizeof(st));
-	c->stats = &st;
+	memset(st, 0, sizeof(*st));
+	c->stats = st;
 	rc = session_run(c);
 	c->stats = NULL;
 	ms = proto_now_ms() - t0;
-	say_status(o->keep ? 0 : 1, "Session with %s ended after %lld.%01lld "
-	    "s: %llu bytes in, %llu bytes out: %s (exit %d)", peer,
-	    (long long)(ms / 1000), (long long)(ms % 1000 / 100),
-	    (unsigned long long)st.in, (unsigned long long)st.out,
-	    rc == 0 ? "clean end" : st.result[0] != '\0' ? st.result :
+	say_status(o->keep || o->exec != NULL ? 0 : 1, "Session with %s ended "
+	    "after %lld.%01lld s: %llu bytes in, %llu bytes out: %s (exit %d)",
+	    peer, (long long)(ms / 1000), (long long)(ms % 1000 / 100),
+	    (unsigned long long)st->in, (unsigned long long)st->out,
+	    rc == 0 ? "clean end" : st->result[0] != '\0' ? st->result :
 	    "failed", rc);
+	return (rc);
+}
+
+/* The before_ack callback of a session whose end is a command. */
+static int
+command_done(void *arg, char *why, size_t whylen)
+{
+
+	return (session_cmd_result(arg, why, whylen));
+}
+
+/*
+ * The command's environment holds only what the listener verified: the
+ * peer's key, its address and port, the session code if shown.  Trust
+ * files give keys no names yet, so X25519CHAT_PEER_NAME stays unset.
+ */
+static void
+command_env(const struct net_conn *nc, const struct first_contact *fc)
+{
+	char b64[PROTO_B64LEN + 1];
+
+	proto_key_encode(b64, fc->rs);
+	(void)setenv("X25519CHAT_PEER_KEY", b64, 1);
+	(void)unsetenv("X25519CHAT_PEER_NAME");
+	(void)setenv("X25519CHAT_PEER_ADDR", nc->addr, 1);
+	(void)setenv("X25519CHAT_PEER_PORT", nc->port, 1);
+	if (fc->code[0] != '\0')
+		(void)setenv("X25519CHAT_SESSION_CODE", fc->code, 1);
+	else
+		(void)unsetenv("X25519CHAT_SESSION_CODE");
+}
+
+/*
+ * -e: the session's end is CMD.  Its stdout's end sends our CLOSE; on the
+ * peer's CLOSE its stdin closes, and our ACK waits for it to exit 0 (else
+ * ERROR with its status); a session that ends without the peer's CLOSE
+ * has it signalled before its stdin closes.  Return the exit status.
+ */
+static int
+serve_exec(struct session_conf *c, const struct opts *o, const char *peer,
+    const struct net_conn *nc, const struct first_contact *fc)
+{
+	struct session_stats st;
+	struct session_cmd sc;
+	char label[SESSION_LABELMAX];
+	int rc;
+
+	command_env(nc, fc);
+	snprintf(label, sizeof(label), "[%s]", peer);
+	if (session_cmd_start(&sc, o->exec, label) != 0) {
+		session_refuse(c, "the listener cannot run its command");
+		return (EXIT_RUNTIME);
+	}
+	c->typed = c->chat = 0;
+	c->keep_out = 0;
+	c->before_ack = command_done;
+	c->ack_arg = &sc;
+	rc = serve_logged(c, o, peer, &st);
+	session_cmd_end(&sc, st.closed);
 	return (rc);
 }
 
@@ -795,7 +929,7 @@ serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer,
 	c.keep_out = o->keep;
 	net_nodelay(fd);
 
-	rc = handshake(&c, &fc, o, k, peer, nc != NULL && nc->busy);
+	rc = handshake(&c, &fc, o, k, peer, nc);
 	/* No other handshake of this process will need our secrets. */
 	sodium_free(k->s);
 	sodium_free(k->psk);
@@ -810,8 +944,16 @@ serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer,
 		rc = EXIT_RUNTIME;
 	} else if (rc == 0 && nc == NULL)
 		rc = session_run(&c);
-	else if (rc == 0)
-		rc = serve_logged(&c, o, peer);
+	else if (rc == 0) {
+		struct session_stats st;
+
+		c.over = release_slot;
+		c.over_arg = nc;
+		if (o->exec != NULL)
+			rc = serve_exec(&c, o, peer, nc, &fc);
+		else
+			rc = serve_logged(&c, o, peer, &st);
+	}
 	proto_cipher_free(c.tx);
 	proto_cipher_free(c.rx);
 	return (rc);
@@ -912,7 +1054,7 @@ run_listener(const struct opts *o, struct trust_keys *k, const char *host,
 		L.allow_mtime = st.st_mtim;
 	memset(&sv, 0, sizeof(sv));
 	sv.max_pending = o->max_pending;
-	sv.max_sessions = 1;
+	sv.max_sessions = o->exec != NULL ? o->max_sessions : 1;
 	sv.keep = o->keep;
 	sv.wait = o->wait;
 	sv.serve = serve_conn;

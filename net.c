@@ -154,7 +154,7 @@ net_listen(const char *host, const char *port, int family)
 			(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
 			    family == AF_INET6 ? &on : &off, sizeof(on));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, 16) == 0)
+		    listen(fd, SOMAXCONN) == 0)
 			break;
 		err = errno;
 		close(fd);
@@ -508,6 +508,20 @@ answer(struct service *sv, size_t i)
 	n = read(k->ctl, &c, 1);
 	if (n == -1 && (errno == EINTR || errno == EAGAIN))
 		return;
+	if (n == 1 && c == 'q') {
+		/* Before its hello is answered: is there room? */
+		(void)write(k->ctl, sv->sessions < sv->sv->max_sessions &&
+		    (sv->sv->keep || sv->granted == 0) ? "f" : "b", 1);
+		return;
+	}
+	if (n == 1 && c == 'r' && k->state == SESSION) {
+		/* Its session is over; it only lingers now. */
+		sv->sessions--;
+		k->state = ENDED;
+		if (sv->sv->keep)
+			say_status(1, "Listening for the next peer.");
+		return;
+	}
 	if (n != 1 || c != 'c' || k->state != PENDING) {
 		/* Its process is ending; reap() will see it. */
 		close(k->ctl);
@@ -556,8 +570,9 @@ child(struct service *sv, struct net_conn *nc, pid_t listener)
 	exit(sv->sv->serve(nc, sv->sv->arg));
 }
 
-/* Accept one connection and give it its process. */
-static void
+/* Accept one connection and give it its process; 0, or -1 if none was
+ * waiting. */
+static int
 take(struct service *sv)
 {
 	struct sockaddr_storage ss;
@@ -574,7 +589,7 @@ take(struct service *sv)
 			say_status(0, "accept: %s", strerror(errno));
 		if (errno == EMFILE || errno == ENFILE)
 			(void)poll(NULL, 0, 100);
-		return;
+		return (-1);
 	}
 	memset(&nc, 0, sizeof(nc));
 	nc.fd = fd;
@@ -591,14 +606,14 @@ take(struct service *sv)
 	    == -1) {
 		say_status(0, "socketpair: %s", strerror(errno));
 		close(fd);
-		return;
+		return (0);
 	}
 	if ((pid = fork()) == -1) {
 		say_status(0, "fork: %s", strerror(errno));
 		close(pair[0]);
 		close(pair[1]);
 		close(fd);
-		return;
+		return (0);
 	}
 	if (pid == 0) {
 		close(pair[0]);
@@ -613,6 +628,7 @@ take(struct service *sv)
 	k->since = proto_now_ms();
 	sv->nkids++;
 	sv->pending++;
+	return (0);
 }
 
 /* End pending handshakes that outlived -w (by two seconds' grace). */
@@ -687,7 +703,7 @@ net_serve(int lfd, const struct net_service *nsv)
 			if (pfd[i].revents == 0)
 				continue;
 			if (who[i] == (size_t)-1)
-				take(&sv);
+				(void)take(&sv);
 			else
 				answer(&sv, who[i]);
 		}
@@ -738,4 +754,37 @@ net_claim(struct net_conn *nc)
 	if (n != 1)
 		return (-1);
 	return (c == 'y' ? 1 : c == 'n' ? 0 : -1);
+}
+
+/*
+ * net_busy(nc):
+ * In a connection's process, once its peer's hello has come: whether the
+ * listener is busy now (1), has room (0), or is gone (-1).
+ */
+int
+net_busy(struct net_conn *nc)
+{
+	char c;
+	ssize_t n;
+
+	if (write(nc->ctl, "q", 1) != 1)
+		return (-1);
+	while ((n = read(nc->ctl, &c, 1)) == -1 && errno == EINTR)
+		;
+	if (n != 1)
+		return (-1);
+	return (c == 'b' ? 1 : c == 'f' ? 0 : -1);
+}
+
+/*
+ * net_release(nc):
+ * In a connection's process whose session has ended cleanly: give its
+ * slot back at once, while it lingers for the peer's end of TCP, so that
+ * the next peer need not wait for that.
+ */
+void
+net_release(struct net_conn *nc)
+{
+
+	(void)write(nc->ctl, "r", 1);
 }

@@ -79,7 +79,7 @@ struct net_conn {
 	char addr[NI_MAXHOST];		/* the plain IP (IPv4 if mapped) */
 	char port[NI_MAXSERV];		/* its decimal port */
 	int busy;			/* no session slot was free when it
-					 * was accepted: refuse at the hello */
+					 * was accepted (see net_busy()) */
 	int ctl;			/* to the listener, for net_claim() */
 };
 
@@ -125,5 +125,21 @@ int net_serve(int lfd, const struct net_service *sv);
  * (the listener is busy), -1 if the listener is gone.
  */
 int net_claim(struct net_conn *nc);
+
+/*
+ * net_busy(nc):
+ * In a connection's process, once its peer's hello has come: whether the
+ * listener is busy now (1: refuse the hello), has room (0), or is gone
+ * (-1).
+ */
+int net_busy(struct net_conn *nc);
+
+/*
+ * net_release(nc):
+ * In a connection's process whose session has ended cleanly: give its
+ * slot back at once, while it lingers for the peer's end of TCP, so that
+ * the next peer need not wait for that.
+ */
+void net_release(struct net_conn *nc);
 
 #endif /* !NET_H */

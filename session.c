@@ -378,7 +378,7 @@ static int
 session_end(struct session *s, pthread_t tx, pthread_t rx)
 {
 	struct timespec ts;
-	int linger, stuck = 0;
+	int linger, stuck = 0, clean;
 
 	pthread_mutex_lock(&s->mu);
 	linger = !s->c.classic && !got_signal && (proto_ends_done(&s->ends) ||
@@ -386,7 +386,10 @@ session_end(struct session *s, pthread_t tx, pthread_t rx)
 	s->stop = 1;
 	/* What the threads meet from now on is our doing. */
 	s->ending = 1;
+	clean = !s->c.classic && proto_ends_done(&s->ends);
 	pthread_mutex_unlock(&s->mu);
+	if (clean && s->c.over != NULL)
+		s->c.over(s->c.over_arg);
 	session_poke(s->wake[1]);
 	if (!linger)
 		(void)shutdown(s->c.sock, SHUT_RDWR);
@@ -489,6 +492,7 @@ session_threads(struct session *s)
 	if (s->c.stats != NULL) {
 		s->c.stats->in = s->bytes_in;
 		s->c.stats->out = s->bytes_out;
+		s->c.stats->closed = s->ends.got_close;
 		memcpy(s->c.stats->result, msg, sizeof(s->c.stats->result));
 	}
 	if (msg[0] != '\0')

@@ -14,10 +14,16 @@
  * a session, recording a first contact, goes to a callback it is given.
  */
 
+#include <sys/types.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "proto.h"
+
+#define SESSION_LABELMAX	128	/* "[ADDR:PORT]" and more */
 
 /*
  * Called at most once, by the receiver thread, after the peer's first
@@ -44,12 +50,22 @@ struct session_conf {
 	session_first_fn *first_packet;	/* NULL, or called as above */
 	void *first_arg;		/* its arg */
 	struct session_stats *stats;	/* NULL, or filled in at the end */
+	session_first_fn *before_ack;	/* NULL, or called by the receiver
+				 * once the peer's CLOSE is written out and
+				 * our output closed, before our ACK may
+				 * go: a failure sends ERROR instead */
+	void *ack_arg;			/* its arg */
+	void (*over)(void *arg);	/* NULL, or called once both ends are
+				 * confirmed, before lingering for the peer's
+				 * end of TCP: the output is complete */
+	void *over_arg;			/* its arg */
 };
 
 /* What a session moved, and how it ended. */
 struct session_stats {
 	uint64_t in;		/* bytes of the peer's data passed on */
 	uint64_t out;		/* bytes of our data sent */
+	int closed;		/* the peer's CLOSE came */
 	char result[4 * PROTO_ERRORMAX + 64];	/* the failure reported,
 				 * or "" for a clean end */
 };
@@ -91,5 +107,51 @@ void session_refuse(const struct session_conf *c, const char *reason);
  * Return the number of the signal that ended the last session, or 0.
  */
 int session_signal(void);
+
+/*
+ * A command as our end of a session (-e): /bin/sh -c CMD in a process
+ * group of its own, its stdin and stdout the session's output and input.
+ */
+struct session_cmd {
+	pid_t pid;		/* also its process group */
+	int status;		/* from waitpid(), once reaped */
+	int reaped;
+	int err;		/* the read end of its stderr, or -1 */
+	pthread_t relay;	/* passes its stderr lines on */
+	int relaying;
+	atomic_int stop;	/* the relay is to finish */
+	char label[SESSION_LABELMAX];	/* before each of its stderr lines */
+};
+
+/*
+ * session_cmd_start(sc, cmd, label):
+ * Run /bin/sh -c cmd in a process group of its own, with default signal
+ * dispositions, an empty signal mask, only descriptors 0 to 2 open and
+ * our environment: its stdin becomes our stdout and its stdout our stdin,
+ * so that the session run next carries them; its stderr lines go to ours,
+ * each after label and made safe to show.  Return 0, or -1 after
+ * reporting.
+ */
+int session_cmd_start(struct session_cmd *sc, const char *cmd,
+    const char *label);
+
+/*
+ * session_cmd_result(sc, why, whylen):
+ * Once the command's stdin is closed after the peer's CLOSE: wait for it
+ * to exit.  Return 0 if it exited 0, else EXIT_RUNTIME with "command
+ * exited with status N" or "command killed by signal N" in why.  Fit to
+ * be a before_ack callback.
+ */
+int session_cmd_result(struct session_cmd *sc, char *why, size_t whylen);
+
+/*
+ * session_cmd_end(sc, clean):
+ * The session is over.  Unless the peer's CLOSE came (clean), the
+ * command's process group gets SIGTERM before its stdin closes, and
+ * SIGKILL 5 s later if it still runs, so that a cut is never taken for
+ * the end of its input.  Then its pipes close, it is reaped, and the last
+ * of its stderr is passed on.
+ */
+void session_cmd_end(struct session_cmd *sc, int clean);
 
 #endif /* !SESSION_H */

@@ -184,9 +184,18 @@ static int
 peer_closed(struct receiver *r)
 {
 	struct session *s = r->s;
+	char why[4 * PROTO_ERRORMAX];
+	int code;
 
 	if (finish_output(r) != 0)
 		return (-1);
+	/* What our output feeds (a command) may still fail it. */
+	if (s->c.before_ack != NULL &&
+	    (code = s->c.before_ack(s->c.ack_arg, why, sizeof(why))) != 0) {
+		session_fail_tell(s, code, why, "%s", why);
+		r->discard = 1;
+		return (-1);
+	}
 	pthread_mutex_lock(&s->mu);
 	s->want_ack = 1;
 	if (s->c.typed)
