@@ -809,12 +809,16 @@ handshake(struct session_conf *c, struct first_contact *fc,
 	return (rc);
 }
 
-/* A listener's session ended cleanly: its slot is free for the next. */
+/* A listener's session is done with the output: its slot is free for
+ * the next, once. */
 static void
 release_slot(void *arg)
 {
+	static int released;
 
-	net_release(arg);
+	if (!released)
+		net_release(arg);
+	released = 1;
 }
 
 /*

@@ -300,7 +300,12 @@ struct child {
 	uint8_t src[9];		/* its source: family tag, then the IPv4
 				 * address or the IPv6 /64 */
 	int64_t since;		/* proto_now_ms() when accepted */
+	int64_t claimed;	/* when it asked for a slot that was not free
+				 * (it waits for one a moment), or 0 */
 };
+
+/* How long a claim waits for a session that is ending to free its slot. */
+#define CLAIM_WAIT_MS	1000
 
 /* The signal that ends the service, and the pipe its handler wakes. */
 static volatile sig_atomic_t serve_sig;
@@ -444,6 +449,8 @@ evict(struct service *sv)
 	}
 }
 
+static void grant_waiting(struct service *);
+
 /* The process pid has ended with status st: forget it. */
 static void
 gone(struct service *sv, pid_t pid, int st)
@@ -471,6 +478,7 @@ gone(struct service *sv, pid_t pid, int st)
 	memmove(&sv->kids[i], &sv->kids[i + 1],
 	    (sv->nkids - i - 1) * sizeof(sv->kids[0]));
 	sv->nkids--;
+	grant_waiting(sv);
 }
 
 /* Reap every process that has ended, without waiting. */
@@ -497,12 +505,54 @@ let_go_of_stdio(void)
 	close(fd);
 }
 
+/* Whether a session slot is free. */
+static int
+room(const struct service *sv)
+{
+
+	return (sv->sessions < sv->sv->max_sessions &&
+	    (sv->sv->keep || sv->granted == 0));
+}
+
+/* Give kid k, whose peer is authenticated, a session slot. */
+static void
+grant(struct service *sv, struct child *k)
+{
+
+	sv->pending--;
+	sv->sessions++;
+	k->state = SESSION;
+	k->claimed = 0;
+	(void)write(k->ctl, "y", 1);
+	/* Without -k this is the one session: those who come while it runs
+	 * hear that we are busy, and the listener ends with it. */
+	if (!sv->sv->keep) {
+		sv->granted = k->pid;
+		let_go_of_stdio();
+	}
+}
+
+/* A slot came free: the longest waiting claim gets it. */
+static void
+grant_waiting(struct service *sv)
+{
+	struct child *first = NULL;
+	size_t i;
+
+	for (i = 0; i < sv->nkids; i++)
+		if (sv->kids[i].state == PENDING && sv->kids[i].claimed != 0 &&
+		    (first == NULL || sv->kids[i].claimed < first->claimed))
+			first = &sv->kids[i];
+	if (first != NULL && room(sv))
+		grant(sv, first);
+}
+
 /* Answer what kid i says on its control socket. */
 static void
 answer(struct service *sv, size_t i)
 {
 	struct child *k = &sv->kids[i];
-	char c, yes;
+	char c;
 	ssize_t n;
 
 	n = read(k->ctl, &c, 1);
@@ -515,33 +565,30 @@ answer(struct service *sv, size_t i)
 		return;
 	}
 	if (n == 1 && c == 'r' && k->state == SESSION) {
-		/* Its session is over; it only lingers now. */
+		/* Its session is over; it only ends now. */
 		sv->sessions--;
 		k->state = ENDED;
 		if (sv->sv->keep)
 			say_status(1, "Listening for the next peer.");
+		grant_waiting(sv);
 		return;
 	}
-	if (n != 1 || c != 'c' || k->state != PENDING) {
+	if (n != 1 || c != 'c' || k->state != PENDING || k->claimed != 0) {
 		/* Its process is ending; reap() will see it. */
 		close(k->ctl);
 		k->ctl = -1;
 		return;
 	}
-	yes = sv->sessions < sv->sv->max_sessions &&
-	    (sv->sv->keep || sv->granted == 0);
-	if (yes) {
-		sv->pending--;
-		sv->sessions++;
-		k->state = SESSION;
-	}
-	(void)write(k->ctl, yes ? "y" : "n", 1);
-	/* Without -k this is the one session: those who come while it runs
-	 * hear that we are busy, and the listener ends with it. */
-	if (yes && !sv->sv->keep) {
-		sv->granted = k->pid;
-		let_go_of_stdio();
-	}
+	if (room(sv))
+		grant(sv, k);
+	else if (sv->sv->keep)
+		/* A session that is ending gives its slot back in a moment:
+		 * wait for that, up to CLAIM_WAIT_MS (see expire()). */
+		k->claimed = proto_now_ms();
+	else
+		/* Without -k the one session runs: the listener ends with
+		 * it. */
+		(void)write(k->ctl, "n", 1);
 }
 
 /*
@@ -631,7 +678,11 @@ take(struct service *sv)
 	return (0);
 }
 
-/* End pending handshakes that outlived -w (by two seconds' grace). */
+/*
+ * End pending handshakes that outlived -w (by two seconds' grace), and
+ * tell claims that waited CLAIM_WAIT_MS for a slot that we are busy.
+ * Return the milliseconds until the next of these, or -1.
+ */
 static int
 expire(struct service *sv)
 {
@@ -640,9 +691,17 @@ expire(struct service *sv)
 	size_t i;
 
 	for (i = 0; i < sv->nkids; i++) {
-		if (sv->kids[i].state != PENDING)
+		struct child *k = &sv->kids[i];
+
+		if (k->state != PENDING)
 			continue;
-		if ((left = sv->kids[i].since + limit - now) <= 0)
+		if (k->claimed != 0 && now - k->claimed >= CLAIM_WAIT_MS) {
+			k->claimed = 0;
+			(void)write(k->ctl, "n", 1);
+		} else if (k->claimed != 0 && (next == -1 ||
+		    k->claimed + CLAIM_WAIT_MS - now < next))
+			next = k->claimed + CLAIM_WAIT_MS - now;
+		if ((left = k->since + limit - now) <= 0)
 			end_kid(sv, i, SIGKILL);
 		else if (next == -1 || left < next)
 			next = left;

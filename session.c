@@ -476,6 +476,9 @@ session_threads(struct session *s)
 
 	session_watch(s);
 	stuck = session_end(s, tx, rx);
+	/* However it ended, the output is done with now. */
+	if (!stuck && s->c.over != NULL)
+		s->c.over(s->c.over_arg);
 	rc = session_result(s, msg, sizeof(msg));
 	if (stuck) {
 		/* That thread may hold a lock of the terminal or of the

@@ -55,9 +55,11 @@ struct session_conf {
 				 * our output closed, before our ACK may
 				 * go: a failure sends ERROR instead */
 	void *ack_arg;			/* its arg */
-	void (*over)(void *arg);	/* NULL, or called once both ends are
-				 * confirmed, before lingering for the peer's
-				 * end of TCP: the output is complete */
+	void (*over)(void *arg);	/* NULL, or called when the output is
+				 * done with: once both ends are confirmed,
+				 * before lingering for the peer's end of
+				 * TCP, and (again) when the threads have
+				 * ended, however the session did */
 	void *over_arg;			/* its arg */
 };
 

@@ -255,6 +255,23 @@ def flat_memory():
     home_c.cleanup()
 
 
+def settled(pid, timeout=5):
+    """Wait until the listener pid has reaped the process of each of its
+    connections, which hold a descriptor of it while they run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = 0
+        for d in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    kids += int(f.read().rsplit(")", 1)[1].split()[1]) == pid
+            except (OSError, ValueError, IndexError):
+                pass
+        if not kids:
+            return
+        time.sleep(0.02)
+
+
 def many_sessions():
     """SESSIONS sessions, one after the other, on one -k listener."""
     if os.geteuid() != 0:
@@ -272,6 +289,7 @@ def many_sessions():
     started = time.monotonic()
     for i in range(SESSIONS):
         if i == warm_at:
+            settled(pid)
             before, fds_before = status_kib(pid, "VmRSS"), fd_count(pid)
         cp = Proc(["-c", "127.0.0.1:%d" % port], home_c,
                   stdin=subprocess.DEVNULL)
@@ -280,7 +298,7 @@ def many_sessions():
             if len(failures) > 3:
                 break
     took = time.monotonic() - started
-    time.sleep(0.2)
+    settled(pid)
     after, fds_after = status_kib(pid, "VmRSS"), fd_count(pid)
     alive = lp.alive()
     lp.kill()
