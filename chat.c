@@ -275,13 +275,30 @@ check_keyfile_opts(int argc, char **argv, struct opts *o,
 	return (0);
 }
 
+/*
+ * The decimal number arg into *out if it is `zero` (0 or 1: whether 0 is
+ * allowed), or from min to max; 0, or -1 if it is none of those.
+ */
+static int
+number(const char *arg, int zero, long min, long max, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (!isdigit((unsigned char)arg[0]) || *end != '\0' || errno != 0 ||
+	    v > max || (v < min && !(zero && v == 0)))
+		return (-1);
+	*out = (int)v;
+	return (0);
+}
+
 /* Each option conflict gets its own message; exit status or 0. */
 static int
 check_opts(struct opts *o, const struct given *g)
 {
 	const char *bad;
-	char *end;
-	long v;
 
 	if (o->listen == NULL && o->connect == NULL)
 		return (say_usage("one of -l or -c is needed"));
@@ -320,45 +337,21 @@ check_opts(struct opts *o, const struct given *g)
 	if (o->name != NULL && !valid_name(o->name))
 		return (say_usage("-n: a name is at most %d bytes of "
 		    "printable UTF-8", PROTO_NAMEMAX));
-	if (g->wait != NULL) {
-		errno = 0;
-		v = strtol(g->wait, &end, 10);
-		if (!isdigit((unsigned char)g->wait[0]) || *end != '\0' ||
-		    errno != 0 || v < 1 || v > 86400)
-			return (say_usage("-w: %s: expected seconds from 1 "
-			    "to 86400", g->wait));
-		o->wait = (int)v;
-	}
-	if (g->keepalive != NULL) {
-		errno = 0;
-		v = strtol(g->keepalive, &end, 10);
-		if (!isdigit((unsigned char)g->keepalive[0]) || *end != '\0' ||
-		    errno != 0 || (v != 0 && v < MIN_KEEPALIVE) || v > 86400)
-			return (say_usage("--keepalive: %s: expected 0 (no "
-			    "limit) or seconds from %d to 86400", g->keepalive,
-			    MIN_KEEPALIVE));
-		o->keepalive = (int)v;
-	}
-	if (g->max_pending != NULL) {
-		errno = 0;
-		v = strtol(g->max_pending, &end, 10);
-		if (!isdigit((unsigned char)g->max_pending[0]) ||
-		    *end != '\0' || errno != 0 || v < 1 || v > MAX_PENDING)
-			return (say_usage("--max-pending: %s: expected a "
-			    "number from 1 to %d", g->max_pending,
-			    MAX_PENDING));
-		o->max_pending = (int)v;
-	}
-	if (g->max_sessions != NULL) {
-		errno = 0;
-		v = strtol(g->max_sessions, &end, 10);
-		if (!isdigit((unsigned char)g->max_sessions[0]) ||
-		    *end != '\0' || errno != 0 || v < 1 || v > MAX_SESSIONS)
-			return (say_usage("--max-sessions: %s: expected a "
-			    "number from 1 to %d", g->max_sessions,
-			    MAX_SESSIONS));
-		o->max_sessions = (int)v;
-	}
+	if (g->wait != NULL && number(g->wait, 0, 1, 86400, &o->wait) != 0)
+		return (say_usage("-w: %s: expected seconds from 1 to 86400",
+		    g->wait));
+	if (g->keepalive != NULL && number(g->keepalive, 1, MIN_KEEPALIVE,
+	    86400, &o->keepalive) != 0)
+		return (say_usage("--keepalive: %s: expected 0 (no limit) or "
+		    "seconds from %d to 86400", g->keepalive, MIN_KEEPALIVE));
+	if (g->max_pending != NULL && number(g->max_pending, 0, 1,
+	    MAX_PENDING, &o->max_pending) != 0)
+		return (say_usage("--max-pending: %s: expected a number from 1 "
+		    "to %d", g->max_pending, MAX_PENDING));
+	if (g->max_sessions != NULL && number(g->max_sessions, 0, 1,
+	    MAX_SESSIONS, &o->max_sessions) != 0)
+		return (say_usage("--max-sessions: %s: expected a number from "
+		    "1 to %d", g->max_sessions, MAX_SESSIONS));
 	if (g->cipher != NULL) {
 		if (strcmp(g->cipher, "aesgcm") == 0)
 			o->suites = PROTO_OFFER_AESGCM;
@@ -903,6 +896,8 @@ serve_exec(struct session_conf *c, const struct opts *o, const char *peer,
 	c->ack_arg = &sc;
 	rc = serve_logged(c, o, peer, &st);
 	session_cmd_end(&sc, st.closed);
+	c->before_ack = NULL;
+	c->ack_arg = NULL;
 	return (rc);
 }
 

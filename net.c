@@ -794,6 +794,22 @@ net_serve(int lfd, const struct net_service *nsv)
 	return (rc);
 }
 
+/* Ask the listener q; 1 for the answer yes, 0 for no, -1 for none. */
+static int
+ask(struct net_conn *nc, char q, char yes, char no)
+{
+	char c;
+	ssize_t n;
+
+	if (write(nc->ctl, &q, 1) != 1)
+		return (-1);
+	while ((n = read(nc->ctl, &c, 1)) == -1 && errno == EINTR)
+		;
+	if (n != 1)
+		return (-1);
+	return (c == yes ? 1 : c == no ? 0 : -1);
+}
+
 /*
  * net_claim(nc):
  * In a connection's process, whose peer is now authenticated: ask the
@@ -803,16 +819,8 @@ net_serve(int lfd, const struct net_service *nsv)
 int
 net_claim(struct net_conn *nc)
 {
-	char c;
-	ssize_t n;
 
-	if (write(nc->ctl, "c", 1) != 1)
-		return (-1);
-	while ((n = read(nc->ctl, &c, 1)) == -1 && errno == EINTR)
-		;
-	if (n != 1)
-		return (-1);
-	return (c == 'y' ? 1 : c == 'n' ? 0 : -1);
+	return (ask(nc, 'c', 'y', 'n'));
 }
 
 /*
@@ -823,16 +831,8 @@ net_claim(struct net_conn *nc)
 int
 net_busy(struct net_conn *nc)
 {
-	char c;
-	ssize_t n;
 
-	if (write(nc->ctl, "q", 1) != 1)
-		return (-1);
-	while ((n = read(nc->ctl, &c, 1)) == -1 && errno == EINTR)
-		;
-	if (n != 1)
-		return (-1);
-	return (c == 'b' ? 1 : c == 'f' ? 0 : -1);
+	return (ask(nc, 'q', 'b', 'f'));
 }
 
 /*

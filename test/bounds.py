@@ -24,24 +24,14 @@ import tempfile
 import threading
 import time
 
-from harness import BIN, LISTENING, Home, Proc, check, finish, listen
+from harness import (BIN, LISTENING, Home, Proc, check, finish, listen,
+                     sanitizer)
 
 GIB = int(os.environ.get("BOUNDS_GIB", "1"))
 SESSIONS = int(os.environ.get("BOUNDS_SESSIONS", "200"))
 RSS_LIMIT_KIB = 4096
 # Growth tolerated once warm: a few pages of allocator bookkeeping.
 SLACK_KIB = 64
-
-
-def sanitizer():
-    """The sanitizer x25519chat was built with, or None."""
-    with open(BIN, "rb") as f:
-        image = f.read()
-    for mark, name in ((b"__asan_init", "AddressSanitizer"),
-                       (b"__tsan_init", "ThreadSanitizer")):
-        if mark in image:
-            return name
-    return None
 
 
 def memory_checked(what):

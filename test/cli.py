@@ -22,14 +22,14 @@ import socket
 import stat
 import struct
 import subprocess
-import tempfile
 import threading
 import time
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from harness import LISTENING, TOP, Home, Proc, check, finish, listen
+from harness import (LISTENING, TOP, Home, Proc, check, feed, finish,
+                     listen)
 
 PROG = "x25519chat: "
 LDATA = b"hi from the listener\n"
@@ -72,14 +72,6 @@ def new_home():
     h = Home()
     homes.append(h)
     return h
-
-
-def feed(data):
-    """A file holding data, to be a process's stdin."""
-    f = tempfile.TemporaryFile()
-    f.write(data)
-    f.seek(0)
-    return f
 
 
 def run(args, home, stdin=b"", timeout=15):

@@ -49,7 +49,7 @@ import termios
 import threading
 import time
 
-from harness import BIN, LISTENING, Home, check, finish
+from harness import BIN, LISTENING, Home, check, finish, sanitizer
 
 REPS = int(os.environ.get("DELIVERY_REPS", "20"))
 PROG = "x25519chat: "
@@ -63,17 +63,6 @@ LEADING = {"c->l": 3, "l->c": 3}
 # REKEY) has a length of 12 + 16 + 1.
 CONTROL_LEN = 29
 
-
-
-def sanitizer():
-    """The sanitizer x25519chat was built with, or None."""
-    with open(BIN, "rb") as f:
-        image = f.read()
-    for mark, name in ((b"__asan_init", "AddressSanitizer"),
-                       (b"__tsan_init", "ThreadSanitizer")):
-        if mark in image:
-            return name
-    return None
 
 
 # Every wait is cut short near this point, so the whole file stays

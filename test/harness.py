@@ -28,6 +28,25 @@ def check(what, ok, why=""):
     return ok
 
 
+def sanitizer():
+    """The sanitizer x25519chat was built with, or None."""
+    with open(BIN, "rb") as f:
+        image = f.read()
+    for mark, name in ((b"__asan_init", "AddressSanitizer"),
+                       (b"__tsan_init", "ThreadSanitizer")):
+        if mark in image:
+            return name
+    return None
+
+
+def feed(data):
+    """A file holding data, to be a process's stdin."""
+    f = tempfile.TemporaryFile()
+    f.write(data)
+    f.seek(0)
+    return f
+
+
 def finish():
     """Exit with the status the suite earned."""
     sys.exit(1 if failures else 0)

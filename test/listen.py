@@ -39,7 +39,6 @@ import select
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -47,25 +46,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (Encoding,
                                                           PublicFormat)
 
-from harness import BIN, Home, Proc, check, finish, listen
+from harness import Home, Proc, check, feed, finish, listen, sanitizer
 
 PROG = "x25519chat: "
 procs = []
 homes = []
 
 
-def sanitizer():
-    """The sanitizer x25519chat was built with, or None: its run times
-    say nothing of ours, so time limits are then not checked."""
-    with open(BIN, "rb") as f:
-        image = f.read()
-    for mark, name in ((b"__asan_init", "AddressSanitizer"),
-                       (b"__tsan_init", "ThreadSanitizer")):
-        if mark in image:
-            return name
-    return None
-
-
+# A sanitizer build's run times say nothing of ours: time limits are then
+# not checked.
 SANITIZER = sanitizer()
 
 
@@ -88,14 +77,6 @@ def new_home():
 def track(p):
     procs.append(p)
     return p
-
-
-def feed(data):
-    """A file holding data, to be a process's stdin."""
-    f = tempfile.TemporaryFile()
-    f.write(data)
-    f.seek(0)
-    return f
 
 
 def write_file(path, text):
@@ -789,7 +770,6 @@ def exec_sigterm():
     running = wait_for(lambda: lines_with(lp, "Client 127.0.0.1:") and
                        children(lp.p.pid), 10)
     time.sleep(0.3)
-    pid = lp.p.pid
     lp.p.send_signal(signal.SIGTERM)
     rc = lp.wait(15)
     c.kill()
