@@ -163,8 +163,23 @@ def wait_port(proc, timeout):
     return None
 
 
+def kids_of(pid):
+    """The processes whose parent is pid."""
+    found = []
+    for d in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(d))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
 class Sampler(threading.Thread):
-    """Samples VmRSS of some pids every 100 ms while they run."""
+    """Samples VmRSS of some pids every 100 ms while they run: of each,
+    its largest process, as a listener runs its session in a process of
+    its own."""
 
     def __init__(self, pids):
         super().__init__(daemon=True)
@@ -175,9 +190,10 @@ class Sampler(threading.Thread):
         start = time.monotonic()
         while not self.stop.is_set():
             for pid, s in self.samples.items():
-                kib = status_kib(pid, "VmRSS")
-                if kib is not None:
-                    s.append((time.monotonic() - start, kib))
+                kibs = [k for k in (status_kib(p, "VmRSS") for p in
+                                    [pid] + kids_of(pid)) if k is not None]
+                if kibs:
+                    s.append((time.monotonic() - start, max(kibs)))
             self.stop.wait(0.1)
 
 
@@ -249,16 +265,7 @@ def settled(pid, timeout=5):
     """Wait until the listener pid has reaped the process of each of its
     connections, which hold a descriptor of it while they run."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        kids = 0
-        for d in os.listdir("/proc"):
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    kids += int(f.read().rsplit(")", 1)[1].split()[1]) == pid
-            except (OSError, ValueError, IndexError):
-                pass
-        if not kids:
-            return
+    while kids_of(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
