@@ -25,7 +25,7 @@ import threading
 import time
 
 from harness import (BIN, LISTENING, Home, Proc, check, finish, listen,
-                     sanitizer)
+                     sanitizer, whole)
 
 GIB = int(os.environ.get("BOUNDS_GIB", "1"))
 SESSIONS = int(os.environ.get("BOUNDS_SESSIONS", "200"))
@@ -115,8 +115,7 @@ def valgrind_peer_failure():
                           stdin=subprocess.DEVNULL, stdout=full, stderr=errf)
 
     def lerr():
-        errf.seek(0)
-        return errf.read().decode("utf-8", "replace")
+        return whole(errf).decode("utf-8", "replace")
     port = None
     deadline = time.monotonic() + 30
     while port is None and time.monotonic() < deadline and lp.poll() is None:
@@ -213,8 +212,7 @@ def flat_memory():
     port = None
     deadline = time.monotonic() + 5
     while port is None and time.monotonic() < deadline:
-        errf.seek(0)
-        m = LISTENING.search(errf.read().decode())
+        m = LISTENING.search(whole(errf).decode())
         port = int(m.group(2)) if m else None
         time.sleep(0.02)
     feeder = subprocess.Popen(["head", "-c", str(size), "/dev/zero"],
@@ -235,9 +233,9 @@ def flat_memory():
     sampler.join()
     said = drain.communicate(timeout=10)[0].decode()
     feeder.wait()
-    whole = "EOF on - after byte %d," % size in said
+    complete = "EOF on - after byte %d," % size in said
     check("%d GiB through one session arrive whole" % GIB,
-          lrc == 0 and crc == 0 and whole,
+          lrc == 0 and crc == 0 and complete,
           "listener %s, connector %s, cmp said %r" % (lrc, crc, said))
     print("figure: %d GiB in %.1f s (%.0f MB/s)" % (GIB, took,
                                                    size / took / 1e6))

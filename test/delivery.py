@@ -49,7 +49,7 @@ import termios
 import threading
 import time
 
-from harness import BIN, LISTENING, Home, check, finish, sanitizer
+from harness import BIN, LISTENING, Home, check, finish, sanitizer, whole
 
 REPS = int(os.environ.get("DELIVERY_REPS", "20"))
 PROG = "x25519chat: "
@@ -114,8 +114,7 @@ class Side:
         self.p.wait()
 
     def err(self):
-        self.errf.seek(0)
-        return self.errf.read().decode("utf-8", "replace")
+        return whole(self.errf).decode("utf-8", "replace")
 
     def errors(self):
         return [ln for ln in self.err().splitlines() if ln.startswith(PROG)]

@@ -28,6 +28,15 @@ def check(what, ok, why=""):
     return ok
 
 
+def whole(f):
+    """All that a file holds, read without moving its offset: the offset
+    is shared with every process writing to it (a listener and its
+    connections' processes), and moving it would have their next lines
+    overwrite the first."""
+    size = os.fstat(f.fileno()).st_size
+    return os.pread(f.fileno(), size, 0)
+
+
 def sanitizer():
     """The sanitizer x25519chat was built with, or None."""
     with open(BIN, "rb") as f:
@@ -99,12 +108,10 @@ class Proc:
         self.p.wait()
 
     def out(self):
-        self.outf.seek(0)
-        return self.outf.read()
+        return whole(self.outf)
 
     def err(self):
-        self.errf.seek(0)
-        return self.errf.read().decode("utf-8", "replace")
+        return whole(self.errf).decode("utf-8", "replace")
 
 
 def listen(home, args=(), stdin=subprocess.DEVNULL, addr="127.0.0.1:0",
