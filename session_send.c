@@ -271,6 +271,23 @@ send_lines(struct sender *sd, uint8_t *buf, size_t *have, int eof)
 }
 
 /*
+ * What a read of stdin that returned r leaves to do: 1 to take its bytes
+ * (or its end), 0 to come back later (interrupted, nothing yet), -1 when
+ * it failed (recorded).
+ */
+static int
+took_input(struct session *s, ssize_t r)
+{
+	if (r >= 0)
+		return (1);
+	if (errno == EINTR || errno == EAGAIN)
+		return (0);
+	session_fail_tell(s, EXIT_RUNTIME, "read error on its input",
+	    "read from stdin: %s", strerror(errno));
+	return (-1);
+}
+
+/*
  * Default pipe mode: read what waits on stdin, up to NSLOT full packets,
  * straight into the slots, seal each in place and write them all at once.
  * Return 0, 1 at the end of stdin, or -1 on failure (recorded).
@@ -283,21 +300,18 @@ pump_stream(struct sender *sd)
 	uint8_t *pkt = sd->out, *from = sd->out, *end = sd->out;
 	size_t len, i;
 	ssize_t r;
+	int rc;
 
 	for (i = 0; i < NSLOT; i++) {
 		iov[i].iov_base = sd->out + i * PROTO_MAXPKT +
 		    PROTO_HDRBYTES + 1;
 		iov[i].iov_len = PROTO_MAXPLAIN - 1;
 	}
-	if ((r = readv(s->in, iov, NSLOT)) == 0)
+	r = readv(s->in, iov, NSLOT);
+	if ((rc = took_input(s, r)) != 1)
+		return (rc);
+	if (r == 0)
 		return (1);
-	if (r == -1 && (errno == EINTR || errno == EAGAIN))
-		return (0);
-	if (r == -1) {
-		session_fail_tell(s, EXIT_RUNTIME, "read error on its input",
-		    "read from stdin: %s", strerror(errno));
-		return (-1);
-	}
 	/* Every slot readv() reached holds plaintext now. */
 	i = ((size_t)r + PROTO_MAXPLAIN - 2) / (PROTO_MAXPLAIN - 1);
 	if (i * PROTO_MAXPKT > sd->touched)
@@ -332,13 +346,8 @@ pump_lines(struct sender *sd, uint8_t *in, size_t *have)
 	int rc;
 
 	r = read(s->in, in + *have, PROTO_MAXPLAIN - *have);
-	if (r == -1 && (errno == EINTR || errno == EAGAIN))
-		return (0);
-	if (r == -1) {
-		session_fail_tell(s, EXIT_RUNTIME, "read error on its input",
-		    "read from stdin: %s", strerror(errno));
-		return (-1);
-	}
+	if ((rc = took_input(s, r)) != 1)
+		return (rc);
 	if (s->c.chat) {
 		if (r == 0)
 			return (1);
