@@ -431,6 +431,7 @@ setup_keys(const struct opts *o, struct trust_keys *k, const char *host,
 			return (EXIT_RUNTIME);
 	}
 	if (o->allow != NULL) {
+		k->allowing = 1;
 		if (trust_read_allow(k, o->allow) != 0)
 			return (EXIT_RUNTIME);
 		if (k->nallow == 0) {
@@ -850,17 +851,21 @@ command_done(void *arg, char *why, size_t whylen)
 
 /*
  * The command's environment holds only what the listener verified: the
- * peer's key, its address and port, the session code if shown.  Trust
- * files give keys no names yet, so X25519CHAT_PEER_NAME stays unset.
+ * peer's key, the name our --allow list gives it (never one the peer
+ * claims), its address and port, the session code if shown.
  */
 static void
-command_env(const struct net_conn *nc, const struct first_contact *fc)
+command_env(const struct net_conn *nc, const struct first_contact *fc,
+    const char *name)
 {
 	char b64[PROTO_B64LEN + 1];
 
 	proto_key_encode(b64, fc->rs);
 	(void)setenv("X25519CHAT_PEER_KEY", b64, 1);
-	(void)unsetenv("X25519CHAT_PEER_NAME");
+	if (name != NULL)
+		(void)setenv("X25519CHAT_PEER_NAME", name, 1);
+	else
+		(void)unsetenv("X25519CHAT_PEER_NAME");
 	(void)setenv("X25519CHAT_PEER_ADDR", nc->addr, 1);
 	(void)setenv("X25519CHAT_PEER_PORT", nc->port, 1);
 	if (fc->code[0] != '\0')
@@ -877,14 +882,15 @@ command_env(const struct net_conn *nc, const struct first_contact *fc)
  */
 static int
 serve_exec(struct session_conf *c, const struct opts *o, const char *peer,
-    const struct net_conn *nc, const struct first_contact *fc)
+    const struct net_conn *nc, const struct first_contact *fc,
+    const char *name)
 {
 	struct session_stats st;
 	struct session_cmd sc;
 	char label[SESSION_LABELMAX];
 	int rc;
 
-	command_env(nc, fc);
+	command_env(nc, fc, name);
 	snprintf(label, sizeof(label), "[%s]", peer);
 	if (session_cmd_start(&sc, o->exec, label) != 0) {
 		session_refuse(c, "the listener cannot run its command");
@@ -945,13 +951,18 @@ serve(int fd, const struct opts *o, struct trust_keys *k, const char *peer,
 		rc = session_run(&c);
 	else if (rc == 0) {
 		struct session_stats st;
+		const char *name = trust_name(k, fc.rs);
+		char who[SESSION_LABELMAX - 2];	/* as "[%s]" in a label */
 
+		/* The logs name the peer as our --allow list does. */
+		snprintf(who, sizeof(who), "%s%s%s", name ? name : "",
+		    name ? " at " : "", peer);
 		c.over = release_slot;
 		c.over_arg = nc;
 		if (o->exec != NULL)
-			rc = serve_exec(&c, o, peer, nc, &fc);
+			rc = serve_exec(&c, o, who, nc, &fc, name);
 		else
-			rc = serve_logged(&c, o, peer, &st);
+			rc = serve_logged(&c, o, who, &st);
 	}
 	proto_cipher_free(c.tx);
 	proto_cipher_free(c.rx);
@@ -983,9 +994,8 @@ serve_conn(struct net_conn *nc, void *arg)
 	rc = serve(nc->fd, L->o, L->k, nc->peer, nc);
 	close(nc->fd);
 	/* This process ends here, not in main(). */
-	free(L->k->allow);
+	trust_allow_free(L->k);
 	free(L->k->known_keys);
-	L->k->allow = NULL;
 	L->k->known_keys = NULL;
 	return (rc);
 }
@@ -1008,19 +1018,15 @@ reread_allow(void *arg)
 	else if (st.st_mtim.tv_sec == L->allow_mtime.tv_sec &&
 	    st.st_mtim.tv_nsec == L->allow_mtime.tv_nsec)
 		return;
-	free(k->allow);
-	k->allow = NULL;
-	k->nallow = 0;
+	trust_allow_free(k);
 	if (trust_read_allow(k, L->o->allow) == 0 && k->nallow > 0)
 		say_status(1, "%s changed: %zu keys allowed now", L->o->allow,
 		    k->nallow);
-	else if (k->allow == NULL || k->nallow == 0) {
+	else {
+		/* k->allowing stays: an empty list admits nobody. */
 		say_error("%s: no keys read: nobody is allowed in until it is "
 		    "fixed", L->o->allow);
-		free(k->allow);
-		/* Not NULL: an allow list that admits nobody. */
-		k->allow = calloc(1, PROTO_KEYBYTES);
-		k->nallow = 0;
+		trust_allow_free(k);
 	}
 	L->allow_mtime = st.st_mtim;
 }
@@ -1168,7 +1174,7 @@ main(int argc, char **argv)
 	}
 	sodium_free(k.s);
 	sodium_free(k.psk);
-	free(k.allow);
+	trust_allow_free(&k);
 	free(k.known_keys);
 	return (rc);
 }

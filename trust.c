@@ -20,6 +20,7 @@
 
 #include "proto.h"
 #include "say.h"
+#include "term.h"
 #include "trust.h"
 
 /*
@@ -323,8 +324,12 @@ for_each_line(const char *path, int (*fn)(void *, char *, unsigned), void *arg,
 	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
 		lineno++;
 		len = strlen(line);
-		if (len > 0 && line[len - 1] == '\n')
+		if (len > 0 && line[len - 1] == '\n') {
 			line[--len] = '\0';
+			/* A file written on Windows ends lines in CRLF. */
+			if (len > 0 && line[len - 1] == '\r')
+				line[--len] = '\0';
+		}
 		else if (!feof(f)) {
 			say_error("%s:%u: line too long", path, lineno);
 			rc = -1;
@@ -356,16 +361,52 @@ keys_add(uint8_t **keys, size_t *n, const uint8_t key[PROTO_KEYBYTES])
 	return (0);
 }
 
-static int
-keys_find(const uint8_t *keys, size_t n, const uint8_t key[PROTO_KEYBYTES])
+/* The index of key in keys, or -1. */
+static long
+keys_index(const uint8_t *keys, size_t n, const uint8_t key[PROTO_KEYBYTES])
 {
 	size_t i;
 
 	for (i = 0; i < n; i++)
 		if (sodium_memcmp(keys + i * PROTO_KEYBYTES, key,
 		    PROTO_KEYBYTES) == 0)
-			return (1);
-	return (0);
+			return ((long)i);
+	return (-1);
+}
+
+static int
+keys_find(const uint8_t *keys, size_t n, const uint8_t key[PROTO_KEYBYTES])
+{
+
+	return (keys_index(keys, n, key) >= 0);
+}
+
+/*
+ * Whether s is a name a trust file may give a key: one to TRUST_NAMEMAX
+ * ASCII letters, digits, '_', '.' and '-', not starting with '.' or '-'.
+ * Nothing else can pass for a label, an option or a path on its own.
+ */
+static int
+name_ok(const char *s)
+{
+	static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789_.-";
+	size_t n = strlen(s);
+
+	return (n >= 1 && n <= TRUST_NAMEMAX && s[0] != '.' && s[0] != '-' &&
+	    strspn(s, chars) == n);
+}
+
+/* The text of a file, shown in an error: at most 40 bytes, made safe. */
+#define SHOWN	40
+static const char *
+shown(char out[4 * SHOWN + 1], const char *text)
+{
+	size_t n = strlen(text);
+
+	out[term_sanitize(out, (const uint8_t *)text, n < SHOWN ? n :
+	    SHOWN)] = '\0';
+	return (out);
 }
 
 struct allow_ctx {
@@ -373,21 +414,53 @@ struct allow_ctx {
 	const char *path;
 };
 
+/* One line of --allow: "KEY [NAME] [# comment]". */
 static int
 allow_line(void *arg, char *line, unsigned lineno)
 {
 	struct allow_ctx *a = arg;
+	struct trust_keys *k = a->k;
 	uint8_t key[PROTO_KEYBYTES];
-	char *word, *rest;
+	char *word, *rest, *name = "", *tail, *more, safe[4 * SHOWN + 1];
+	long at;
 
 	if (split_line(line, &word, &rest) == 1)
 		return (0);
 	if (proto_key_decode(key, word, strlen(word)) != 0) {
-		say_error("%s:%u: not a public key: %.60s", a->path, lineno,
-		    word);
+		say_error("%s:%u: not a public key: %s", a->path, lineno,
+		    shown(safe, word));
 		return (-1);
 	}
-	return (keys_add(&a->k->allow, &a->k->nallow, key));
+	if (split_line(rest, &name, &tail) == 1)
+		name = "";
+	else if (*tail != '\0' && *tail != '#') {
+		say_error("%s:%u: expected \"KEY [NAME] [# comment]\"",
+		    a->path, lineno);
+		return (-1);
+	} else if (!name_ok(name)) {
+		say_error("%s:%u: not a name: %s (a name is 1 to %d "
+		    "letters, digits, '_', '.' and '-', not starting with "
+		    "'.' or '-')", a->path, lineno, shown(safe, name),
+		    TRUST_NAMEMAX);
+		return (-1);
+	}
+	if ((at = keys_index(k->allow, k->nallow, key)) >= 0) {
+		if (strcmp(k->allow_names + at * (TRUST_NAMEMAX + 1),
+		    name) == 0)
+			return (0);
+		say_error("%s:%u: this key is listed before under another "
+		    "name", a->path, lineno);
+		return (-1);
+	}
+	if ((more = realloc(k->allow_names, (k->nallow + 1) *
+	    (TRUST_NAMEMAX + 1))) == NULL) {
+		say_error("realloc: %s", strerror(errno));
+		return (-1);
+	}
+	k->allow_names = more;
+	snprintf(more + k->nallow * (TRUST_NAMEMAX + 1), TRUST_NAMEMAX + 1,
+	    "%s", name);
+	return (keys_add(&k->allow, &k->nallow, key));
 }
 
 /* One line of known_peers: keep the keys recorded for our listener. */
@@ -415,10 +488,11 @@ known_line(void *arg, char *line, unsigned lineno)
 
 /*
  * trust_read_allow(k, path):
- * Add the keys of the --allow file at path to k->allow and k->nallow:
- * one key per line, first on it, anything after it ignored; blank lines
- * and lines starting with # are skipped.  Return 0, or -1 after
- * reporting.
+ * Add the keys of the --allow file at path, and their names, to k->allow,
+ * k->allow_names and k->nallow.  Each line is "KEY [NAME] [# comment]",
+ * NAME being [A-Za-z0-9_][A-Za-z0-9._-]{0,31}; blank lines and lines
+ * starting with # are skipped; a key listed twice under two names is an
+ * error.  Return 0, or -1 after reporting the file and line.
  */
 int
 trust_read_allow(struct trust_keys *k, const char *path)
@@ -426,6 +500,39 @@ trust_read_allow(struct trust_keys *k, const char *path)
 	struct allow_ctx a = { k, path };
 
 	return (for_each_line(path, allow_line, &a, 0));
+}
+
+/*
+ * trust_allow_free(k):
+ * Forget the --allow list: k->allow and k->allow_names are freed and
+ * NULL, k->nallow is 0.
+ */
+void
+trust_allow_free(struct trust_keys *k)
+{
+
+	free(k->allow);
+	free(k->allow_names);
+	k->allow = NULL;
+	k->allow_names = NULL;
+	k->nallow = 0;
+}
+
+/*
+ * trust_name(k, key):
+ * The name that the --allow list gives key, or NULL if it gives none.
+ * Only our own files name keys: never what the peer says.
+ */
+const char *
+trust_name(const struct trust_keys *k, const uint8_t key[PROTO_KEYBYTES])
+{
+	long at;
+	const char *name;
+
+	if ((at = keys_index(k->allow, k->nallow, key)) < 0)
+		return (NULL);
+	name = k->allow_names + at * (TRUST_NAMEMAX + 1);
+	return (name[0] != '\0' ? name : NULL);
 }
 
 /*
@@ -502,7 +609,7 @@ trust_verify_peer(void *arg, const uint8_t rs[PROTO_KEYBYTES])
 		    "one --peer requires", b64);
 		return (-1);
 	}
-	if (k->allow != NULL && !keys_find(k->allow, k->nallow, rs)) {
+	if (k->allowing && !keys_find(k->allow, k->nallow, rs)) {
 		snprintf(v->why, sizeof(v->why), "peer key %s is not in the "
 		    "--allow list", b64);
 		return (-1);

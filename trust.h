@@ -19,6 +19,9 @@
 
 #include "proto.h"
 
+/* The longest name a trust file can give a key. */
+#define TRUST_NAMEMAX	32
+
 /* Our keys and the keys we trust, gathered from the options. */
 struct trust_keys {
 	uint8_t *s;			/* our static private key (guarded) */
@@ -26,7 +29,10 @@ struct trust_keys {
 	uint8_t *psk;			/* NULL, or the PSK (guarded) */
 	uint8_t peer[PROTO_KEYBYTES];	/* --peer */
 	int has_peer;
+	int allowing;			/* only --allow's keys get in */
 	uint8_t *allow;			/* --allow keys, 32 bytes each */
+	char *allow_names;		/* their names ("" for none), each
+					   TRUST_NAMEMAX + 1 bytes */
 	size_t nallow;
 	char known[PATH_MAX];		/* known_peers file (connector) */
 	char hostport[300];		/* known_peers name of the listener */
@@ -83,12 +89,28 @@ int trust_identity_create(struct trust_keys *k);
 
 /*
  * trust_read_allow(k, path):
- * Add the keys of the --allow file at path to k->allow and k->nallow:
- * one key per line, first on it, anything after it ignored; blank lines
- * and lines starting with # are skipped.  Return 0, or -1 after
- * reporting.
+ * Add the keys of the --allow file at path, and their names, to k->allow,
+ * k->allow_names and k->nallow.  Each line is "KEY [NAME] [# comment]",
+ * NAME being [A-Za-z0-9_][A-Za-z0-9._-]{0,31}; blank lines and lines
+ * starting with # are skipped; a key listed twice under two names is an
+ * error.  Return 0, or -1 after reporting the file and line.
  */
 int trust_read_allow(struct trust_keys *k, const char *path);
+
+/*
+ * trust_allow_free(k):
+ * Forget the --allow list: k->allow and k->allow_names are freed and
+ * NULL, k->nallow is 0.
+ */
+void trust_allow_free(struct trust_keys *k);
+
+/*
+ * trust_name(k, key):
+ * The name that the --allow list gives key, or NULL if it gives none.
+ * Only our own files name keys: never what the peer says.
+ */
+const char *trust_name(const struct trust_keys *k,
+    const uint8_t key[PROTO_KEYBYTES]);
 
 /*
  * trust_read_known(k):

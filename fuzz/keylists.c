@@ -49,7 +49,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	snprintf(k.known, sizeof(k.known), "%s", path);
 	(void)trust_read_allow(&k, path);
 	(void)trust_read_known(&k);
-	free(k.allow);
+	trust_allow_free(&k);
 	free(k.known_keys);
 	return (0);
 }

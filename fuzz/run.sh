@@ -86,7 +86,7 @@ build_why() {
 rooms() {
 	case $1 in
 	hostport) echo "say net" ;;
-	keylists) echo "say trust" ;;
+	keylists) echo "say term trust" ;;
 	esac
 }
 

@@ -857,6 +857,34 @@ def test_allow():
     fails_with("--allow with a malformed line -> 1 naming FILE:LINE",
                ["-l", "127.0.0.1:0", "-i", lkey, "--allow", f], 1,
                ["%s:3" % f], home=h_l)
+    # Names: the grammar's edges are accepted, in one file with CRLF
+    # line ends and a comment after a name...
+    keys = [key_file(h_l, "n%d.key" % i)[1] for i in range(4)]
+    f = write_file(h_l.path("allow-names"), "\r\n".join([
+        "%s _" % keys[0], "%s carol.b-2 # a comment" % keys[1],
+        "%s\t0x\t# tabs around a name" % keys[2],
+        "%s Z # the same key, the same name" % keys[3],
+        "%s Z" % keys[3], "%s %s" % (cpub, "n" * 32)]) + "\r\n")
+    lp, cp = pair(h_l, h_c, ["-i", lkey, "--allow", f], ["-i", ckey])
+    check_pair("--allow: names of 1 and 32 characters, '_', '.', '-', a "
+               "comment after a name, CRLF line ends, a key listed twice "
+               "under one name", lp, cp)
+    # ... and each near miss is refused, naming the file and its line.
+    for bad, why in (("n" * 33, "a name of 33 characters"),
+                     ("-carol", "a name starting with '-'"),
+                     (".carol", "a name starting with '.'"),
+                     ("carol]", "a name with ']'"),
+                     ("car\u00f6l", "a name with a letter outside ASCII"),
+                     ("carol\u2066", "a name with a bidi isolate"),
+                     ("carol#x", "a name with '#' inside"),
+                     ("carol x", "two words after the key"),
+                     ("Z", "the first key again, its name in other case")):
+        f = write_file(h_l.path("allow-bad-name"), "%s Z\n%s %s\n" % (
+            cpub, cpub if bad == "Z" else keys[0], bad
+            if bad != "Z" else "z"))
+        fails_with("--allow with %s -> 1 naming FILE:LINE" % why,
+                   ["-l", "127.0.0.1:0", "-i", lkey, "--allow", f], 1,
+                   ["%s:2" % f], home=h_l)
     f = write_file(h_l.path("allow-empty"), "")
     fails_with("--allow with an empty file -> 1",
                ["-l", "127.0.0.1:0", "-i", lkey, "--allow", f], 1, [f],

@@ -386,12 +386,12 @@ def hold_connections(port, idle, noisy, src="127.0.0.1"):
     return socks, stop
 
 
-def allowed_listener(h_l, h_c, extra=()):
-    """A -k listener admitting one connector key; (listener, port,
-    connector key file, its public key)."""
+def allowed_listener(h_l, h_c, extra=(), name=""):
+    """A -k listener admitting one connector key, under name if one is
+    given; (listener, port, connector key file, its public key)."""
     lkey, _ = key_file(h_l, "l.key")
     ckey, cpub = key_file(h_c, "c.key")
-    allow = write_file(h_l.path("allow"), cpub + "\n")
+    allow = write_file(h_l.path("allow"), "%s %s\n" % (cpub, name))
     lp, port = listen(h_l, ["-k", "-i", lkey, "--allow", allow] +
                       list(extra))
     return track(lp), port, ckey, cpub
@@ -631,9 +631,9 @@ def cut():
 
 # 5. -e CMD.
 
-def exec_listener(h_l, h_c, cmd, extra=()):
+def exec_listener(h_l, h_c, cmd, extra=(), name=""):
     """allowed_listener running cmd for each session."""
-    return allowed_listener(h_l, h_c, ["-e", cmd] + list(extra))
+    return allowed_listener(h_l, h_c, ["-e", cmd] + list(extra), name)
 
 
 def exec_many():
@@ -712,14 +712,17 @@ def exec_failures():
 
 def exec_env():
     h_l, h_c = new_home(), new_home()
-    for verbose in (False, True):
+    # The connector claims a name with -n: only --allow's name counts.
+    for verbose, name in ((False, ""), (True, ""), (False, "carol")):
         lp, port, ckey, cpub = exec_listener(
             h_l, h_c, "env | grep '^X25519CHAT_' | sort",
-            ["-v"] if verbose else [])
+            ["-v"] if verbose else [], name)
         if port is None:
             return check("-e env: starts", False, lp.err())
-        p = connect(["127.0.0.1:%d" % port, "-i", ckey], h_c, b"")
+        p = connect(["127.0.0.1:%d" % port, "-i", ckey, "-n", "mallory"],
+                    h_c, b"")
         p.wait(10)
+        wait_for(lambda: lines_with(lp, "Session with"), 5)
         lp.kill()
         client = [ln for ln in lp.err().splitlines()
                   if ln.startswith("Client 127.0.0.1:")]
@@ -727,17 +730,26 @@ def exec_env():
         code = [ln.split()[2] for ln in p.err().splitlines()
                 if ln.startswith("Session code: ")]
         want = ["X25519CHAT_PEER_ADDR=127.0.0.1",
-                "X25519CHAT_PEER_KEY=" + cpub,
-                "X25519CHAT_PEER_PORT=" + cport]
+                "X25519CHAT_PEER_KEY=" + cpub]
+        if name:
+            want.append("X25519CHAT_PEER_NAME=" + name)
+        want.append("X25519CHAT_PEER_PORT=" + cport)
         if verbose:
             want.append("X25519CHAT_SESSION_CODE=" + (code or ["?"])[0])
         got = p.out().decode().splitlines()
-        check("-e %s: the environment holds exactly the verified values "
-              "(%s; no X25519CHAT_PEER_NAME for a key without a name)" % (
+        check("-e %s, a connector saying -n mallory: the environment holds "
+              "exactly the verified values (%s; %s)" % (
                   "-v" if verbose else "without -v", "with the session code"
-                  if verbose else "no session code"),
+                  if verbose else "no session code", "X25519CHAT_PEER_NAME="
+                  "carol from --allow" if name else "no X25519CHAT_PEER_NAME "
+                  "for a key without a name"),
               p.rc == 0 and got == want, "exit %s, got %r, expected %r" % (
                   p.rc, got, want))
+        if name:
+            line = (lines_with(lp, "Session with") or [""])[0]
+            check("-e: the session's line names the peer as --allow does",
+                  line.startswith("Session with carol at 127.0.0.1:"),
+                  "line %r" % line)
     for args, what in ((["-e", "cat"], "-e without --allow, --peer or "
                         "--psk"), (["-e", "cat", "--classic"],
                                    "-e with --classic")):
